@@ -1,0 +1,20 @@
+# The two commands of the README. Each creates the virtual environment and installs what it needs.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash recipes/run_table.sh --corpus demo --out demo_out
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q

@@ -1,0 +1,343 @@
+"""The manifest contract shared by every corpus preparation.
+
+A prepared corpus is a folder with ``train.csv dev.csv test.csv topics.txt dropped.csv
+summary.json``. The CSV columns are :data:`COLUMNS`; every input row of a corpus ends up either in a
+split manifest or in ``dropped.csv`` with a reason, so ``kept + dropped == input`` always.
+``summary.json`` is written last and marks a finished preparation: a rerun over a finished folder
+skips, a folder without it (an interrupted run) is rebuilt. Every file is written to a temporary
+name and renamed, so a crash never leaves a half-written manifest.
+"""
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import soundfile
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("ID", "wav", "duration", "topic", "words", "asr_words", "speaker", "subset")
+"""Manifest columns, in file order. ``words`` is the normalised manual transcript (empty when the
+row is untranscribed), ``asr_words`` is filled by ``recipes/transcribe.py``, ``subset`` is
+``transcribed`` or ``untranscribed`` on train rows and empty on dev/test rows."""
+
+SPLITS = ("train", "dev", "test")
+SUBSETS = ("transcribed", "untranscribed")
+DROPPED_COLUMNS = ("source", "reason")
+OUTPUTS = ("train.csv", "dev.csv", "test.csv", "topics.txt", "dropped.csv", "summary.json")
+DONE_MARKER = "summary.json"
+MAX_DURATION = 50.0
+"""Recordings of this many seconds or more are dropped (paper Sec. II; original_recipes.md §5.1)."""
+
+
+class PrepError(Exception):
+    """A preparation problem with a message that names the file or row and the fix."""
+
+
+@dataclass
+class Row:
+    """One utterance of a manifest (see :data:`COLUMNS`)."""
+
+    ID: str
+    wav: str
+    duration: float
+    topic: str
+    words: str = ""
+    asr_words: str = ""
+    speaker: str = ""
+    subset: str = ""
+
+
+@dataclass
+class Dropped:
+    """One input row that was not kept, and why."""
+
+    source: str
+    reason: str
+
+
+def audio_duration(path):
+    """Measure an audio file and reject what cannot be used.
+
+    Arguments
+    ---------
+    path : str or Path
+        An audio file readable by libsndfile (wav, flac, ogg, ...).
+
+    Returns
+    -------
+    tuple
+        ``(duration, reason)``: the duration in seconds and None, or None and the reason the file
+        is unusable (missing, not audio, truncated, empty).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None, f"missing audio file {path}: restore it or remove the row"
+    if path.stat().st_size == 0:
+        return None, f"empty audio file {path} (0 bytes): re-export or remove it"
+    try:
+        info = soundfile.info(str(path))
+        if info.frames <= 0:
+            return None, f"zero-length audio in {path}: re-export or remove it"
+        # Decode the tail too: a truncated FLAC/WAV often has a valid header.
+        with soundfile.SoundFile(str(path)) as f:
+            f.seek(max(0, info.frames - 1024))
+            tail = f.read(1024)
+        if len(tail) == 0:
+            return None, f"truncated audio in {path}: re-export or remove it"
+    except (RuntimeError, soundfile.LibsndfileError, ValueError) as err:
+        return None, f"unreadable or non-audio file {path} ({err}): convert it to wav/flac or remove it"
+    return info.frames / info.samplerate, None
+
+
+def check_duration(duration, path, max_duration=MAX_DURATION):
+    """Return the reason to drop a recording that is too long, else None."""
+    if duration >= max_duration:
+        return (
+            f"recording {path} is {duration:.1f} s, not below the {max_duration:g} s limit "
+            "(paper Sec. II); raise --max-duration to keep it"
+        )
+    return None
+
+
+def validate(splits, topics):
+    """Check manifests before they are written.
+
+    Arguments
+    ---------
+    splits : dict
+        ``{"train": [Row, ...], "dev": [...], "test": [...]}``.
+    topics : list of str
+        The label inventory.
+
+    Returns
+    -------
+    list of str
+        Problems, each naming the row; empty when the manifests are valid.
+    """
+    problems = []
+    seen = {}
+    speakers = defaultdict(set)
+    for split, rows in splits.items():
+        if split not in SPLITS:
+            problems.append(f"unknown split {split!r}; expected one of {SPLITS}")
+        for row in rows:
+            where = f"{split}.csv row {row.ID!r}"
+            if not row.ID:
+                problems.append(f"{where}: empty ID")
+            if row.ID in seen:
+                problems.append(f"{where}: duplicate ID, also in {seen[row.ID]}.csv")
+            seen[row.ID] = split
+            if row.topic not in topics:
+                problems.append(f"{where}: topic {row.topic!r} not in topics.txt")
+            if not row.duration or row.duration <= 0:
+                problems.append(f"{where}: duration must be > 0")
+            if split == "train" and row.subset not in SUBSETS:
+                problems.append(f"{where}: subset {row.subset!r} must be one of {SUBSETS}")
+            if row.subset == "transcribed" and not row.words.strip():
+                problems.append(f"{where}: transcribed row with an empty transcript")
+            if row.speaker:
+                speakers[row.speaker].add(split)
+    for speaker, where in sorted(speakers.items()):
+        if len(where) > 1:
+            problems.append(f"speaker {speaker!r} occurs in several splits: {sorted(where)}")
+    return problems
+
+
+def summarize(splits, topics, dropped, n_input, extra=None):
+    """Counts and hours per split x topic x subset, plus the accounting of input rows."""
+    table = {}
+    for split, rows in splits.items():
+        per_topic = {t: {"count": 0, "hours": 0.0} for t in topics}
+        per_subset = defaultdict(lambda: {"count": 0, "hours": 0.0})
+        per_cell = defaultdict(lambda: {"count": 0, "hours": 0.0})
+        for row in rows:
+            hours = row.duration / 3600.0
+            for cell in (per_topic[row.topic], per_subset[row.subset or "all"],
+                         per_cell[f"{row.topic}/{row.subset or 'all'}"]):
+                cell["count"] += 1
+                cell["hours"] += hours
+        table[split] = {
+            "count": len(rows),
+            "hours": round(sum(r.duration for r in rows) / 3600.0, 4),
+            "speakers": len({r.speaker for r in rows if r.speaker}),
+            "topic": _rounded(per_topic),
+            "subset": _rounded(per_subset),
+            "topic_subset": _rounded(per_cell),
+        }
+    kept = sum(len(rows) for rows in splits.values())
+    reasons = defaultdict(int)
+    for d in dropped:
+        reasons[d.reason.split(" ")[0] if d.reason else "?"] += 1
+    summary = {
+        "input_rows": n_input,
+        "kept": kept,
+        "dropped": len(dropped),
+        "accounted": kept + len(dropped) == n_input,
+        "topics": list(topics),
+        "splits": table,
+    }
+    if extra:
+        summary.update(extra)
+    return summary
+
+
+def _rounded(cells):
+    return {k: {"count": v["count"], "hours": round(v["hours"], 4)} for k, v in sorted(cells.items())}
+
+
+def is_finished(out_dir):
+    """True when ``out_dir`` holds a finished preparation (all outputs, summary last)."""
+    out_dir = Path(out_dir)
+    return all((out_dir / name).is_file() for name in OUTPUTS)
+
+
+def start(out_dir, force=False):
+    """Prepare the output folder; return False when a finished preparation is there already.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        The output folder; created if needed.
+    force : bool
+        Rebuild even when the folder holds a finished preparation.
+
+    Returns
+    -------
+    bool
+        True when the caller should prepare, False when it should skip.
+
+    Raises
+    ------
+    PrepError
+        When the folder cannot be created or written.
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise PrepError(
+            f"cannot write to output directory {out_dir} ({err.strerror}): "
+            "choose another OUT_DIR or fix its permissions"
+        ) from err
+    if is_finished(out_dir) and not force:
+        logger.info("%s holds a finished preparation; skipping (use --force to rebuild)", out_dir)
+        return False
+    leftovers = [p for p in out_dir.iterdir() if p.name in OUTPUTS or p.name.startswith(".tmp-")]
+    if leftovers and not force:
+        logger.warning("%s holds an unfinished earlier run; rebuilding it", out_dir)
+    for p in leftovers:
+        p.unlink()
+    return True
+
+
+def atomic_write(path, write):
+    """Write a file through a temporary name in the same folder, then rename it into place.
+
+    Arguments
+    ---------
+    path : Path
+        The final file.
+    write : callable
+        ``write(fileobj)`` fills the open text file.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(path, columns, rows):
+    """Atomically write dict-like rows as a CSV with the given columns."""
+
+    def _write(f):
+        writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _fmt(row[c]) for c in columns})
+
+    atomic_write(path, _write)
+
+
+def _fmt(value):
+    return f"{value:.3f}" if isinstance(value, float) else value
+
+
+def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None):
+    """Validate and write a whole prepared corpus.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Output folder (already checked by :func:`start`).
+    splits : dict
+        ``{"train": [Row], "dev": [Row], "test": [Row]}``.
+    topics : list of str
+        Label order written to ``topics.txt``.
+    dropped : list of Dropped
+        Input rows not kept, with reasons.
+    n_input : int
+        Number of input rows; must equal kept + dropped.
+    extra_summary : dict, optional
+        More entries for ``summary.json``.
+
+    Returns
+    -------
+    dict
+        ``{split: Path}`` of the written manifests.
+
+    Raises
+    ------
+    PrepError
+        When validation fails or rows are unaccounted for; nothing is written then.
+    """
+    out_dir = Path(out_dir)
+    problems = validate(splits, topics)
+    kept = sum(len(rows) for rows in splits.values())
+    if kept + len(dropped) != n_input:
+        problems.append(f"{n_input} input rows but {kept} kept + {len(dropped)} dropped")
+    if problems:
+        raise PrepError("manifest validation failed:\n  " + "\n  ".join(problems))
+    paths = {}
+    for split in SPLITS:
+        paths[split] = out_dir / f"{split}.csv"
+        write_csv(paths[split], COLUMNS, [asdict(r) for r in splits.get(split, [])])
+    atomic_write(out_dir / "topics.txt", lambda f: f.write("".join(t + "\n" for t in topics)))
+    write_csv(out_dir / "dropped.csv", DROPPED_COLUMNS, [asdict(d) for d in dropped])
+    summary = summarize(splits, topics, dropped, n_input, extra_summary)
+    # summary.json last: its presence marks a finished preparation.
+    atomic_write(out_dir / DONE_MARKER, lambda f: json.dump(summary, f, indent=2, ensure_ascii=False))
+    for d in dropped:
+        logger.warning("dropped %s: %s", d.source, d.reason)
+    logger.info("prepared %s: %d kept, %d dropped of %d input rows", out_dir, kept, len(dropped), n_input)
+    return paths
+
+
+def read_manifest(path):
+    """Read a manifest CSV as a list of dicts (``duration`` as float)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["duration"] = float(row["duration"])
+    return rows
+
+
+def read_topics(folder):
+    """Read the label order of a prepared corpus."""
+    path = Path(folder) / "topics.txt"
+    if not path.is_file():
+        raise PrepError(f"{path} is missing: prepare the corpus first (python -m data_prep ...)")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

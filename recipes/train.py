@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""The one trainer of every system.
+
+    python recipes/train.py hparams/<system>.yaml --data_folder=DIR --output_folder=DIR \
+        [--profile=demo] [--any_top_level_key=value]
+
+The YAML names its Brain class (``brain_class``). A second run of the same command resumes from the
+last checkpoint; after a finished run it goes straight to evaluation. Under
+``torchrun --nproc_per_node=N`` preparation and file writes happen on the main process only.
+Outputs: ``hyperparams.yaml log.txt env.log save/ metrics.json predictions.csv confusion.png``.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+
+from topic_id import dataio, transfer
+from topic_id.brains import selection
+from topic_id.experiment import resolve_overrides
+
+
+def main(argv=None):
+    """Train, select the best checkpoint on dev, evaluate on dev and test, write the outputs."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --profile is ours; taken out first, as SpeechBrain's parser would read it as --profile_training.
+    profiles = [a.split("=", 1)[1] for a in argv if a.startswith("--profile=")]
+    argv = [a for a in argv if not a.startswith("--profile=")]
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    overrides = resolve_overrides(hparams_file, overrides, profiles[-1] if profiles else None)
+    with open(hparams_file, encoding="utf-8") as fin:
+        hparams = load_hyperpyyaml(fin, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    output = Path(hparams["output_folder"])
+    labels_file = Path(hparams["data_folder"]) / "topics.txt"
+    labels = dataio.label_encoder(hparams["data_folder"])
+    if "n_topics" in hparams and len(labels) != hparams["n_topics"]:
+        raise SystemExit(
+            f"error: {labels_file} lists {len(labels)} topics but n_topics is {hparams['n_topics']}; "
+            "drop the --n_topics override or prepare the corpus again"
+        )
+    # The run keeps its own copy of the label order, checked by later stages (B8).
+    sb.utils.distributed.run_on_main(shutil.copyfile, args=[labels_file, output / "topics.txt"])
+    if "text_encoder" in hparams:
+        # The frozen encoder runs once, on the main process, before any dataloader exists (B13).
+        sb.utils.distributed.run_on_main(dataio.precompute_texts, args=[hparams])
+    datasets = dataio.dataio_prepare(hparams, labels)
+
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:
+        # A fresh later stage starts from the earlier stage's best checkpoint; a restarted one
+        # resumes its own checkpoints instead (B6).
+        transfer.init_from(
+            hparams["init_from"],
+            hparams["checkpointer"].recoverables,
+            hparams["init_modules"],
+            hparams["init_select"],
+            labels_file=labels_file,
+        )
+
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["dev"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+    results = {}
+    for split in ("dev", "test"):
+        brain.evaluate(
+            datasets[split],
+            test_loader_kwargs=hparams["test_dataloader_opts"],
+            **selection(hparams["ckpt_select"]),
+        )
+        results[split] = brain.eval_result
+    sb.utils.distributed.run_on_main(brain.write_outputs, args=[results, labels])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The few neural modules SpeechBrain lacks: pooling that ignores padding, and classifier heads.
+
+The published recipes pooled with ``torch.mean(x, dim=1)`` over zero-padded batches, so an
+utterance's embedding depended on the longest utterance in its batch (original_recipes.md B5).
+Every pooling here takes SpeechBrain's relative lengths and uses real frames only.
+SpeechBrain's own ``StatisticsPooling`` loops over the batch and adds Gaussian noise to the mean even
+at evaluation time, which would make predictions non-deterministic, hence :class:`StatsPool`.
+"""
+
+import torch
+from torch import nn
+
+
+def length_mask(lengths, max_len, device=None):
+    """Boolean mask of real (non-padded) frames.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        Relative lengths in (0, 1], shape [B] (SpeechBrain convention).
+    max_len : int
+        Number of frames of the padded batch.
+    device : torch.device, optional
+        Device of the mask.
+
+    Returns
+    -------
+    torch.Tensor
+        Mask of shape [B, max_len], True on real frames (at least one per row).
+
+    Example
+    -------
+    >>> length_mask(torch.tensor([1.0, 0.5]), 4).int().tolist()
+    [[1, 1, 1, 1], [1, 1, 0, 0]]
+    """
+    n = torch.round(lengths.float() * max_len).long().clamp(min=1, max=max_len)
+    steps = torch.arange(max_len, device=device if device is not None else lengths.device)
+    return steps.unsqueeze(0) < n.to(steps.device).unsqueeze(1)
+
+
+def masked_mean(x, lengths=None):
+    """Mean over time of the real frames of a padded batch.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        Padded batch [B, T, D].
+    lengths : torch.Tensor, optional
+        Relative lengths [B]; None means no padding.
+
+    Returns
+    -------
+    torch.Tensor
+        [B, D].
+
+    Example
+    -------
+    >>> x = torch.tensor([[[1.0], [3.0]], [[2.0], [0.0]]])
+    >>> masked_mean(x, torch.tensor([1.0, 0.5])).squeeze(1).tolist()
+    [2.0, 2.0]
+    """
+    if lengths is None:
+        return x.mean(dim=1)
+    mask = length_mask(lengths, x.shape[1], x.device).unsqueeze(-1).to(x.dtype)
+    return (x * mask).sum(dim=1) / mask.sum(dim=1)
+
+
+class MeanPool(nn.Module):
+    """Masked mean over time as a module: [B, T, D] -> [B, D]."""
+
+    def forward(self, x, lengths=None):
+        """Pool ``x`` over its real frames."""
+        return masked_mean(x, lengths)
+
+
+class StatsPool(nn.Module):
+    """Masked statistics pooling, [mean ‖ std] over real frames: [B, T, D] -> [B, 2D].
+
+    Arguments
+    ---------
+    eps : float
+        Floor of the variance, for a numerically safe square root.
+
+    Example
+    -------
+    >>> pool = StatsPool()
+    >>> pool(torch.randn(2, 10, 3), torch.tensor([1.0, 0.6])).shape
+    torch.Size([2, 6])
+    """
+
+    def __init__(self, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x, lengths=None):
+        """Pool ``x`` over its real frames."""
+        if lengths is None:
+            lengths = torch.ones(x.shape[0], device=x.device)
+        mask = length_mask(lengths, x.shape[1], x.device).unsqueeze(-1).to(x.dtype)
+        count = mask.sum(dim=1)
+        mean = (x * mask).sum(dim=1) / count
+        var = (((x - mean.unsqueeze(1)) ** 2) * mask).sum(dim=1) / count
+        return torch.cat([mean, torch.sqrt(var.clamp(min=self.eps))], dim=-1)
+
+
+class TopicHead(nn.Module):
+    """Classifier head: optional hidden linear layers, then a linear layer to the topic logits.
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the (fused) utterance embedding.
+    n_topics : int
+        Number of classes; 8 on LP (the published 10 was a defect, B2).
+    hidden_sizes : list of int
+        Sizes of hidden linear layers; empty for the paper's single linear layer.
+    activation : type or None
+        Activation after each hidden layer; None reproduces the audio BL's two linear layers with
+        no nonlinearity between them (original_recipes.md §3.5).
+    dropout : float
+        Dropout before each linear layer.
+
+    Example
+    -------
+    >>> head = TopicHead(768, 8)
+    >>> sum(p.numel() for p in head.parameters())
+    6152
+    """
+
+    def __init__(self, input_size, n_topics, hidden_sizes=(), activation=None, dropout=0.0):
+        super().__init__()
+        layers = []
+        size = input_size
+        for hidden in hidden_sizes:
+            layers += [nn.Dropout(dropout), nn.Linear(size, hidden)]
+            if activation is not None:
+                layers.append(activation())
+            size = hidden
+        layers += [nn.Dropout(dropout), nn.Linear(size, n_topics)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        """Topic logits [B, n_topics] of embeddings [B, input_size]."""
+        return self.layers(x)
