@@ -179,6 +179,7 @@ def summarize(splits, topics, dropped, n_input, extra=None):
         "kept": kept,
         "dropped": len(dropped),
         "accounted": kept + len(dropped) == n_input,
+        "dropped_by_first_word": dict(sorted(reasons.items())),
         "topics": list(topics),
         "splits": table,
     }

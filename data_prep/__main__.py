@@ -1,0 +1,139 @@
+"""Command line of the corpus preparations: a thin skin over the ``prepare_*`` functions.
+
+Examples::
+
+    python -m data_prep demo demo_data --size tiny
+    python -m data_prep lp /corpora/lp data/lp --dev-hours 3 --test-hours 3
+    python -m data_prep lp /corpora/lp data/lp --split-lists lists/
+    python -m data_prep csv my_corpus/metadata.csv data/mine --audio-root my_corpus/audio
+    python -m data_prep folder my_corpus/ data/mine
+    python -m data_prep speak texts.csv data/spoken
+
+A problem with the input ends the command with one line ``error: <what and how to fix it>`` and
+exit status 2; nothing already prepared is touched.
+"""
+
+import argparse
+import logging
+import sys
+
+from data_prep.manifest import MAX_DURATION, PrepError
+
+
+def _lp(args):
+    from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
+
+    if args.split_lists and (args.dev_hours is not None or args.test_hours is not None):
+        raise PrepError("give either --split-lists or --dev-hours/--test-hours, not both")
+    hours = {k: 3.0 if v is None else v for k, v in (("dev", args.dev_hours), ("test", args.test_hours))}
+    prepare_lahjoita_puhetta(args.corpus_dir, args.out_dir, dev_hours=hours["dev"],
+                             test_hours=hours["test"], split_lists=args.split_lists,
+                             max_duration=args.max_duration, seed=args.seed, force=args.force,
+                             num_workers=args.num_workers)
+
+
+def _csv(args):
+    from data_prep.csv_corpus import prepare_csv_corpus
+
+    prepare_csv_corpus(args.metadata_csv, args.out_dir, audio_root=args.audio_root,
+                       dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
+                       topics=args.topics, max_duration=args.max_duration, seed=args.seed,
+                       force=args.force)
+
+
+def _folder(args):
+    from data_prep.csv_corpus import prepare_folder_corpus
+
+    prepare_folder_corpus(args.root, args.out_dir, dev_fraction=args.dev_fraction,
+                          test_fraction=args.test_fraction, topics=args.topics,
+                          max_duration=args.max_duration, seed=args.seed, force=args.force)
+
+
+def _demo(args):
+    from data_prep.demo_corpus import prepare_demo
+
+    prepare_demo(args.out_dir, seed=args.seed, size=args.size, force=args.force)
+
+
+def _speak(args):
+    from data_prep.demo_corpus import speak_csv
+
+    speak_csv(args.text_csv, args.out_dir, seed=args.seed, force=args.force)
+
+
+def build_parser():
+    """The argument parser, one sub-command per corpus kind."""
+    paragraphs = __doc__.split("\n\n")
+    parser = argparse.ArgumentParser(prog="python -m data_prep", description=paragraphs[0],
+                                     epilog="examples:\n" + paragraphs[2] + "\n\n" + paragraphs[3],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, handler, text, seed=1):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--seed", type=int, default=seed, help="random seed (default: %(default)s)")
+        sub.add_argument("--force", action="store_true", help="rebuild a finished preparation")
+        return sub
+
+    def max_duration(sub):
+        sub.add_argument("--max-duration", type=float, default=MAX_DURATION,
+                         help="drop recordings this long or longer (s; default %(default)s, as in the paper)")
+
+    def splitting(sub):
+        sub.add_argument("--dev-fraction", type=float, default=0.1,
+                         help="share drawn for dev when there is no split column")
+        sub.add_argument("--test-fraction", type=float, default=0.1, help="share drawn for test")
+        sub.add_argument("--topics", help="file with one topic per line: the label order")
+        max_duration(sub)
+
+    lp = command("lp", _lp, "prepare Lahjoita puhetta (puhelahjat/v1) into manifests")
+    lp.add_argument("corpus_dir", help="folder holding puhelahjat/ (or puhelahjat/v1)")
+    lp.add_argument("out_dir")
+    lp.add_argument("--split-lists", metavar="DIR",
+                    help="folder with dev.txt, test.txt [, train.txt] of recording ids")
+    lp.add_argument("--dev-hours", type=float, help="hours drawn for dev (default 3, as in the paper)")
+    lp.add_argument("--test-hours", type=float, help="hours drawn for test (default 3, as in the paper)")
+    max_duration(lp)
+    lp.add_argument("--num-workers", type=int, default=1, help="processes converting audio")
+
+    csv_cmd = command("csv", _csv,
+                      "prepare a corpus described by a CSV (path, topic[, transcript, speaker, split, id])")
+    csv_cmd.add_argument("metadata_csv")
+    csv_cmd.add_argument("out_dir")
+    csv_cmd.add_argument("--audio-root", help="folder of relative paths (default: the CSV's folder)")
+    splitting(csv_cmd)
+
+    folder = command("folder", _folder,
+                     "prepare a corpus laid out as ROOT/<topic>/[<speaker>/]*.{wav,flac}")
+    folder.add_argument("root")
+    folder.add_argument("out_dir")
+    splitting(folder)
+
+    demo = command("demo", _demo, "synthesise the built-in Finnish topic corpus", seed=0)
+    demo.add_argument("out_dir")
+    demo.add_argument("--size", choices=("tiny", "default"), default="default")
+
+    speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
+    speak.add_argument("text_csv")
+    speak.add_argument("out_dir")
+    return parser
+
+
+def main(argv=None):
+    """Run one preparation; return the exit status (0, or 2 on bad input)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.handler(args)
+    except PrepError as err:
+        first, *more = [line.strip() for line in str(err).splitlines() if line.strip()] or ["?"]
+        sys.stderr.write(f"error: {first} {'; '.join(more)}".rstrip() + "\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

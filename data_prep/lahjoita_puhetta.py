@@ -1,0 +1,278 @@
+"""Prepare the Lahjoita puhetta (LP, "puhelahjat") corpus into the manifest contract.
+
+Layout read (original_recipes.md §5.1)::
+
+    puhelahjat/v1/<part>/puhelahjat_<part>_meta.csv     one row per recording; columns include
+                                                          recordingId and theme (the label; the
+                                                          column "topic" is the prompt id)
+    puhelahjat/v1/<part>/audio/<recordingId>.flac       (or audio_annotated/)
+    puhelahjat/v1/<part>/annotations/manual_*/<recordingId>.txt   manual transcript, if any
+
+The 10 themes become the paper's 8 topics through :mod:`data_prep.topics` (Sec. II). Audio of any
+rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (fixes
+B3), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more are dropped (Sec. II).
+The speaker is the client id, the prefix of ``recordingId`` before the first ``_``. Dev and test are
+speaker-disjoint and drawn from recordings with a manual transcript, which the text systems need
+for scoring, or taken from user-given lists; train keeps ``transcribed`` and ``untranscribed`` rows.
+
+An annotation file that is empty after normalisation (only noise markers, or blank) says that no
+words are known for the recording, not that its audio or topic is wrong: the recording is kept as
+``untranscribed`` and reported (log and ``summary.json``), never used as an empty transcript (B7).
+An annotation file that is not UTF-8 drops its recording with a reason instead: its text cannot be
+read, and silently demoting the recording would hide a fixable corpus error.
+"""
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from data_prep.intake import Intake, check_audio, read_metadata
+from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, start, write_prepared
+from data_prep.splits import (
+    PRECEDENCE, finish_splits, hold_out_speakers, read_split_lists, require_eval_text,
+    resolve_speaker_conflicts,
+)
+from data_prep.text_norm import read_transcript
+from data_prep.topics import THEME_TO_TOPIC, TOPICS, theme_to_topic
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+"""The one sample rate of every prepared file (fixes B3)."""
+REQUIRED_COLUMNS = ("recordingId", "theme")
+AUDIO_DIRS = ("audio", "audio_annotated")
+
+
+def find_parts(corpus_dir):
+    """Find the delivery parts of an LP tree.
+
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        The folder holding ``puhelahjat/``, the ``puhelahjat`` or ``v1`` folder itself, or a
+        single part.
+
+    Returns
+    -------
+    list of tuple
+        ``(part_dir, metadata_csv)``, sorted by part name.
+
+    Raises
+    ------
+    PrepError
+        When no metadata CSV is found.
+    """
+    corpus_dir = Path(corpus_dir)
+    for root in (corpus_dir / "puhelahjat" / "v1", corpus_dir / "v1", corpus_dir):
+        metas = sorted(root.glob("*/puhelahjat_*meta.csv")) or sorted(root.glob("puhelahjat_*meta.csv"))
+        if metas:
+            return [(meta.parent, meta) for meta in metas]
+    raise PrepError(
+        f"no LP metadata (<part>/puhelahjat_*_meta.csv) found under {corpus_dir}: point CORPUS_DIR "
+        "at the folder that holds puhelahjat/ (or at puhelahjat/v1)"
+    )
+
+
+_RESAMPLERS = {}
+
+
+def _resample(mono, rate):
+    """Resample to :data:`SAMPLE_RATE`, building each rate's sinc kernel once (LP has a few rates)."""
+    import torch
+    import torchaudio
+
+    if rate not in _RESAMPLERS:
+        _RESAMPLERS[rate] = torchaudio.transforms.Resample(rate, SAMPLE_RATE)
+    with torch.no_grad():
+        return _RESAMPLERS[rate](torch.from_numpy(mono)).numpy()
+
+
+def convert_audio(src, dst, reuse=True):
+    """Decode, downmix, resample to :data:`SAMPLE_RATE` and write 16-bit FLAC atomically.
+
+    Arguments
+    ---------
+    src, dst : str or Path
+        Input audio and output FLAC.
+    reuse : bool
+        Keep a ``dst`` newer than ``src`` (left by an interrupted run; written atomically, so
+        complete).
+
+    Returns
+    -------
+    tuple
+        ``(duration, reason)``: seconds of the written file and None, or None and why the input
+        cannot be decoded.
+
+    Raises
+    ------
+    PrepError
+        When the output cannot be written.
+    """
+    src, dst = Path(src), Path(dst)
+    if reuse and dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
+        return soundfile.info(str(dst)).duration, None
+    try:
+        data, rate = soundfile.read(str(src), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError) as err:
+        return None, f"undecodable audio {src} ({err}): re-export it as FLAC or remove it"
+    if data.shape[0] == 0:
+        return None, f"zero-length audio in {src}: re-export or remove it"
+    mono = data.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        mono = _resample(mono, rate)
+    tmp = dst.with_name(f".tmp-{dst.name}")
+    try:
+        # Clip: resampling can overshoot full scale, and PCM conversion would wrap around.
+        soundfile.write(str(tmp), np.clip(mono, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, dst)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as err:
+        tmp.unlink(missing_ok=True)
+        raise PrepError(f"cannot write {dst} ({err}): free disk space or fix permissions") from err
+    return len(mono) / SAMPLE_RATE, None
+
+
+def _find_audio(part, rec_id):
+    """The recording's FLAC in ``audio/`` or ``audio_annotated/``; the former when in neither."""
+    candidates = [part / d / f"{rec_id}.flac" for d in AUDIO_DIRS]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def _read_part(part, meta, intake, max_duration):
+    """Check every metadata row of one part; return ``[(Row, audio source)]`` of usable rows."""
+    annotations = {}
+    for path in sorted(part.glob("annotations/manual_*/*.txt"), reverse=True):
+        annotations[path.stem] = path  # reverse order: the first manual_* folder wins
+    usable = []
+    for source, values in read_metadata(meta, REQUIRED_COLUMNS):
+        intake.add()
+        if values is None:
+            intake.drop(source, f"non-UTF-8 bytes in recordingId or theme: re-save {meta} as UTF-8")
+            continue
+        rec_id = values["recordingId"]
+        source = f"{source} {rec_id}"
+        topic = theme_to_topic(values["theme"])
+        reason = None if topic else (
+            f"unknown theme {values['theme']!r}: expected one of {', '.join(THEME_TO_TOPIC)} "
+            "(data_prep/topics.py); fix the metadata row")
+        # The ID is claimed by the first row that is otherwise valid, so a broken row cannot shadow it.
+        reason = reason or intake.claim_id(rec_id, source, filename=True)
+        audio = _find_audio(part, rec_id)
+        duration = None
+        if reason is None:
+            duration, reason = check_audio(audio, max_duration)
+        words = ""
+        if reason is None and rec_id in annotations:
+            words, reason = read_transcript(annotations[rec_id])
+            if reason is None and not words:
+                logger.warning("transcript %s is empty after normalisation; %s kept as untranscribed "
+                               "(fix the annotation to use it as transcribed)", annotations[rec_id], rec_id)
+                intake.counts["empty_transcripts"] += 1
+        if reason is not None:
+            intake.drop(source, reason)
+            continue
+        row = Row(ID=rec_id, wav=f"$data_root/audio/{rec_id}.flac", duration=duration, topic=topic,
+                  words=words, speaker=rec_id.split("_")[0])
+        usable.append((row, audio))
+    return usable
+
+
+def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
+    """Assign rows to splits from the lists or by drawing held-out speakers."""
+    if split_lists is None:
+        targets = {"dev": dev_hours * 3600.0, "test": test_hours * 3600.0}
+        splits, left_out = hold_out_speakers(rows, targets, seed, eligible=lambda r: bool(r.words))
+        intake.drop_rows(left_out)
+        return splits
+    lists = read_split_lists(split_lists)
+    unknown = set().union(*lists.values()) - intake.ids
+    if unknown:
+        logger.warning("%d ids of the split lists are not in the metadata, e.g. %s",
+                       len(unknown), sorted(unknown)[:3])
+    splits = {s: [] for s in SPLITS}
+    for row in rows:
+        split = next((s for s in PRECEDENCE if row.ID in lists.get(s, ())), None)
+        if split is None and "train" in lists:
+            intake.drop_row(row, f"recording {row.ID!r} is in no split list: add it to train.txt to keep it")
+        else:
+            splits[split or "train"].append(row)
+    splits, conflicts = resolve_speaker_conflicts(splits)
+    splits, untranscribed = require_eval_text(splits, has_text=True)
+    intake.drop_rows(conflicts + untranscribed)
+    return splits
+
+
+def _convert(splits, source_audio, audio_dir, force, num_workers, intake):
+    """Convert the audio of every kept row; drop the rows whose audio cannot be decoded."""
+    audio_dir.mkdir(exist_ok=True)
+    for leftover in audio_dir.glob(".tmp-*"):
+        leftover.unlink()
+    rows = [row for split_rows in splits.values() for row in split_rows]
+    jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force) for r in rows]
+    if num_workers > 1 and jobs:
+        # spawn, not fork: a fork of a process whose torch thread pool has run can deadlock.
+        with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            results = list(pool.map(convert_audio, *zip(*jobs), chunksize=16))
+    else:
+        results = [convert_audio(*job) for job in jobs]
+    failed = set()
+    for row, (duration, reason) in zip(rows, results):
+        if reason is None:
+            row.duration = duration
+        else:
+            intake.drop_row(row, reason)
+            failed.add(row.ID)
+    return finish_splits({s: [r for r in rs if r.ID not in failed] for s, rs in splits.items()})
+
+
+def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0, split_lists=None,
+                             max_duration=MAX_DURATION, seed=1, force=False, num_workers=1):
+    """Prepare LP into ``train.csv dev.csv test.csv topics.txt dropped.csv summary.json``.
+
+    Arguments
+    ---------
+    corpus_dir : str or Path
+        The folder holding ``puhelahjat/`` (or ``puhelahjat/v1`` itself, see :func:`find_parts`).
+    out_dir : str or Path
+        Output folder; the 16 kHz audio goes to ``out_dir/audio/``.
+    dev_hours, test_hours : float
+        Size of the drawn dev and test sets (paper: 3 h each); ignored with ``split_lists``.
+    split_lists : str or Path, optional
+        A folder with ``dev.txt``, ``test.txt`` and optionally ``train.txt`` of recording ids.
+    max_duration : float
+        Recordings this long or longer are dropped (paper Sec. II: 50 s).
+    seed : int
+        Seed of the speaker draw.
+    force : bool
+        Rebuild a finished preparation.
+    num_workers : int
+        Processes converting audio.
+
+    Returns
+    -------
+    dict
+        ``{split: Path}`` of the manifests.
+    """
+    out_dir = Path(out_dir)
+    parts = find_parts(corpus_dir)
+    if split_lists is not None:
+        read_split_lists(split_lists)  # fail before the long part, not after it
+    if not start(out_dir, force):
+        return {split: out_dir / f"{split}.csv" for split in SPLITS}
+    intake = Intake()
+    usable = [item for part, meta in parts for item in _read_part(part, meta, intake, max_duration)]
+    source_audio = {row.ID: audio for row, audio in usable}
+    splits = _split([row for row, _ in usable], intake, dev_hours, test_hours, split_lists, seed)
+
+    splits = _convert(splits, source_audio, out_dir / "audio", force, num_workers, intake)
+    extra = {"corpus": "lahjoita_puhetta", "corpus_dir": str(Path(corpus_dir).resolve()),
+             "parts": [part.name for part, _ in parts], "sample_rate": SAMPLE_RATE, "seed": seed,
+             "dev_hours": dev_hours, "test_hours": test_hours, "max_duration": max_duration,
+             "split_lists": str(split_lists) if split_lists else None,
+             "empty_transcripts": intake.counts["empty_transcripts"]}
+    return write_prepared(out_dir, splits, list(TOPICS), intake.dropped, intake.n_input, extra)

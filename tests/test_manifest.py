@@ -1,0 +1,143 @@
+"""The manifest contract: audio checks, validation, atomic writing, reruns and accounting."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from data_prep import manifest
+from data_prep.manifest import (
+    COLUMNS, DONE_MARKER, Dropped, PrepError, Row, atomic_write, audio_duration, check_duration,
+    read_manifest, read_topics, start, validate, write_prepared,
+)
+
+TOPICS = ["a", "b"]
+
+
+def _wav(path, seconds=1.0, rate=16000, fmt="WAV"):
+    soundfile.write(str(path), np.zeros((int(seconds * rate), 1), np.float32), rate, format=fmt)
+    return path
+
+
+def _row(i, split="train", topic="a", words="hei", speaker=None):
+    subset = ("transcribed" if words else "untranscribed") if split == "train" else ""
+    return Row(ID=f"u{i}", wav=f"$data_root/u{i}.wav", duration=1.0, topic=topic, words=words,
+               speaker=speaker or f"s{i}", subset=subset)
+
+
+def test_audio_duration_of_good_files(tmp_path):
+    assert audio_duration(_wav(tmp_path / "a.wav", 1.5)) == (1.5, None)
+    assert audio_duration(_wav(tmp_path / "b.flac", 0.5, 22050, "FLAC"))[0] == pytest.approx(0.5, abs=1e-4)
+
+
+@pytest.mark.parametrize("make, word", [
+    (lambda p: p, "missing audio file"),
+    (lambda p: p.write_bytes(b""), "empty audio file"),
+    (lambda p: _wav(p, 0.0), "zero-length audio"),
+    (lambda p: p.write_text("not audio at all\n" * 50), "non-audio"),
+])
+def test_audio_duration_rejects_bad_files_by_name(tmp_path, make, word):
+    path = tmp_path / "x.wav"
+    make(path)
+    duration, reason = audio_duration(path)
+    assert duration is None and word in reason and str(path) in reason
+
+
+def test_audio_duration_rejects_truncated_flac(tmp_path):
+    path = tmp_path / "t.flac"
+    soundfile.write(str(path), np.random.default_rng(0).uniform(-0.5, 0.5, 48000), 16000, format="FLAC")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    duration, reason = audio_duration(path)
+    assert duration is None and str(path) in reason
+
+
+def test_check_duration_limit_is_exclusive():
+    assert check_duration(49.99, "x.wav") is None
+    reason = check_duration(50.0, "x.wav")
+    assert "x.wav" in reason and "--max-duration" in reason
+
+
+def test_validate_names_each_problem():
+    splits = {
+        "train": [_row(1), _row(2, words="", topic="c"), _row(3, speaker="shared")],
+        "dev": [_row(1, "dev"), _row(4, "dev", speaker="shared")],
+        "test": [Row("u5", "w", 0.0, "a")],
+    }
+    splits["train"][1].subset = "transcribed"
+    problems = "\n".join(validate(splits, TOPICS))
+    assert "dev.csv row 'u1': duplicate ID" in problems
+    assert "topic 'c' not in topics.txt" in problems
+    assert "transcribed row with an empty transcript" in problems
+    assert "speaker 'shared' occurs in several splits" in problems
+    assert "test.csv row 'u5': duration must be > 0" in problems
+    assert validate({"train": [_row(1)], "dev": [_row(2, "dev")], "test": []}, TOPICS) == []
+
+
+def test_start_creates_skips_and_cleans(tmp_path, caplog):
+    out = tmp_path / "out"
+    assert start(out) and out.is_dir()
+    write_prepared(out, {"train": [_row(1)], "dev": [], "test": []}, TOPICS, [], 1)
+    with caplog.at_level("INFO"):
+        assert not start(out)
+    assert "skipping" in caplog.text
+    assert start(out, force=True) and not (out / DONE_MARKER).exists()
+
+
+def test_start_rebuilds_an_interrupted_run(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.csv").write_text("half")
+    (out / ".tmp-dev.csv-x").write_text("half")
+    (out / "keep.txt").write_text("not ours")
+    assert start(out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_start_unwritable_output_is_a_prep_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PrepError, match="cannot write to output directory .*choose another OUT_DIR"):
+        start(blocker / "out")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "a.csv"
+    target.write_text("old")
+
+    def boom(f):
+        f.write("partial")
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
+
+
+def test_write_prepared_roundtrip_and_summary(tmp_path):
+    splits = {"train": [_row(1), _row(2, words="", topic="b")], "dev": [_row(3, "dev")], "test": []}
+    paths = write_prepared(tmp_path, splits, TOPICS, [Dropped("in.csv:4", "missing audio file x")], 4,
+                           {"corpus": "toy"})
+    train = read_manifest(paths["train"])
+    assert list(train[0]) == list(COLUMNS) and train[1]["subset"] == "untranscribed"
+    assert train[0]["duration"] == 1.0
+    assert read_topics(tmp_path) == TOPICS
+    summary = json.loads((tmp_path / DONE_MARKER).read_text())
+    assert summary["accounted"] and summary["input_rows"] == 4 and summary["corpus"] == "toy"
+    assert summary["splits"]["train"]["topic_subset"]["b/untranscribed"]["count"] == 1
+
+
+def test_write_prepared_refuses_unaccounted_rows_and_writes_nothing(tmp_path):
+    with pytest.raises(PrepError, match="5 input rows but 1 kept"):
+        write_prepared(tmp_path, {"train": [_row(1)], "dev": [], "test": []}, TOPICS, [], 5)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_topics_missing_says_how_to_fix(tmp_path):
+    with pytest.raises(PrepError, match="prepare the corpus first"):
+        read_topics(tmp_path)
+
+
+def test_outputs_are_the_documented_files():
+    assert manifest.OUTPUTS[-1] == DONE_MARKER
+    assert set(manifest.OUTPUTS) >= {"train.csv", "dev.csv", "test.csv", "topics.txt", "dropped.csv"}
