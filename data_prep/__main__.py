@@ -113,7 +113,7 @@ def build_parser():
 
     demo = command("demo", _demo, "synthesise the built-in Finnish topic corpus", seed=0)
     demo.add_argument("out_dir")
-    demo.add_argument("--size", choices=("tiny", "default"), default="default")
+    demo.add_argument("--size", choices=("tiny", "default", "large"), default="default")
 
     speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
     speak.add_argument("text_csv")
