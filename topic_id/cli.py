@@ -1,0 +1,103 @@
+"""The ``topic-id`` command (also ``python -m topic_id.cli``).
+
+Subcommands:
+
+- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR]``: Table I, Table II, Fig. 3 and the
+  confusion matrices of a results tree (:mod:`topic_id.report`); prints Table I in Markdown.
+
+Each subcommand is one ``_add_<name>(commands)`` function that registers its parser and sets
+``handler``; ``predict`` and ``export`` (inference, issue 6) and ``bench`` (issue 7) join the same
+way in :func:`build_parser`. A command's result goes to stdout, progress to the log on stderr. A
+failure prints one line naming the problem and exits 1, without a traceback (``--verbose`` logs
+it); bad arguments exit 2 (argparse).
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("topic_id.cli")
+
+
+class CommandError(Exception):
+    """A failure the user can fix; its message is printed alone."""
+
+
+def _report(args):
+    from topic_id.report import write_report
+
+    results = Path(args.results_dir)
+    if not results.is_dir():
+        raise CommandError(f"{results} is not a folder; give the results tree <out>/results")
+    table, _ = write_report(results, args.out, corpus=args.corpus)
+    print(table)
+    return 0
+
+
+def _add_report(commands):
+    parser = commands.add_parser(
+        "report",
+        help="Table I/II, Fig. 3 and confusion matrices of a results tree",
+        description="Read RESULTS_DIR/<system>/<seed>/, write report.md, table1.csv, table2.csv, "
+        "fig3_tsne.png and confusion_<system>.png, and print Table I (Markdown).",
+    )
+    parser.add_argument("results_dir", metavar="RESULTS_DIR",
+                        help="the results tree, e.g. demo_out/results")
+    parser.add_argument("--corpus", choices=("demo", "lp", "csv"), default="demo",
+                        help="lp: add the paper's published numbers; demo: mark the scores as "
+                        "not comparable with the paper's (default: %(default)s)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="report folder (default: RESULTS_DIR/report)")
+    parser.set_defaults(handler=_report)
+
+
+def build_parser():
+    """The ``topic-id`` argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="topic-id", description="Spoken topic identification: reports of trained systems."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of a failure")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_report(commands)
+    return parser
+
+
+def main(argv=None):
+    """Run ``topic-id``.
+
+    Arguments
+    ---------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 success, 1 failure, 130 interrupted (argparse exits 2 itself).
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.verbose:
+        # Our own debug messages only: matplotlib and friends are very chatty at DEBUG.
+        logging.getLogger("topic_id").setLevel(logging.DEBUG)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print(f"topic-id {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every failure becomes one line, never a traceback
+        logger.debug("traceback of the failure", exc_info=True)
+        lines = str(err).strip().splitlines()
+        message = lines[0] if lines else ""
+        if not isinstance(err, (CommandError, OSError, ValueError)):
+            # An unexpected failure: its type says more than its message alone.
+            message = f"{type(err).__name__}: {message} (--verbose shows where)"
+        print(f"topic-id {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
