@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Fill the ``asr_words`` column of a prepared corpus with a trained ASR's beam-search output.
+
+    python recipes/transcribe.py --asr RUN_DIR --manifests DIR [--column asr_words] \
+        [--device cpu] [--batch_size 8] [--force]
+
+Every row of ``train.csv``, ``dev.csv`` and ``test.csv`` is decoded (transcribed training rows too:
+the text pipeline system reads ASR text everywhere), repetition loops are cut, and each manifest is
+rewritten atomically with its other columns and row order unchanged. ``<DIR>/<column>.json``
+records the run and checkpoint that filled each manifest; a rerun skips those, ``--force`` redoes
+them. Any run whose checkpoint names its ASR modules as ``topic_id.asr.DECODE_MODULES`` works
+(``hparams/asr.yaml``, the multi-task system).
+"""
+
+import argparse
+import logging
+import sys
+
+import torch
+
+from topic_id.asr import transcribe
+from topic_id.transfer import TransferError
+
+
+def main(argv=None):
+    """Parse the arguments and transcribe."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--asr", required=True, help="the ASR run's output folder")
+    parser.add_argument("--manifests", required=True, help="the prepared corpus folder")
+    parser.add_argument("--column", default="asr_words", help="the column to fill")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--force", action="store_true", help="decode manifests already filled")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        done = transcribe(args.asr, args.manifests, args.column, args.device, args.batch_size, args.force)
+    except (FileNotFoundError, ValueError, TransferError) as err:
+        sys.exit(f"error: {err}")
+    for name, what in done.items():
+        print(f"{name}: {what}")
+
+
+if __name__ == "__main__":
+    main()

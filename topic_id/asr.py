@@ -1,0 +1,387 @@
+"""The attention-based ASR (paper Sec. III, original_recipes.md §3.1) and its transcription stage.
+
+:class:`ASRBrain` trains the CRDNN + location-aware GRU decoder + CTC of ``hparams/asr.yaml``:
+``ctc_weight`` CTC + (1 - ``ctc_weight``) attention NLL for the first ``number_of_ctc_epochs``
+epochs, attention NLL only afterwards; greedy decoding on dev every epoch, beam search at test.
+:class:`Tokenizer` trains SentencePiece on the transcribed training rows into the run's folder (B9).
+:func:`transcribe` decodes whole manifests with a trained run and fills their ``asr_words`` column,
+the input of the text pipeline and semi-supervised systems. Every hypothesis goes through
+:func:`filter_repetitions`, the paper's post-processing of attention loops.
+"""
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from speechbrain.tokenizers.SentencePiece import SentencePiece
+from speechbrain.utils.data_utils import batch_pad_right
+
+from topic_id import metrics
+from topic_id.brains import TopicBrain, encode_frames
+from topic_id.encoders import frame_lengths
+
+logger = logging.getLogger(__name__)
+
+DECODE_MODULES = ("normalize", "audio_encoder", "embedding", "decoder", "seq_lin")
+"""The checkpointed modules beam search needs; any system that names its ASR parts alike (the
+multi-task system) can be transcribed with :func:`transcribe`."""
+
+
+def filter_repetitions(words, max_repetition_length=3):
+    """Cut attention-decoder loops: an n-gram may repeat back to back at most ``⌊3/n⌋`` times.
+
+    The paper's post-processing (``filter_repetitions(seq, 3)``, original_recipes.md §3.1), written
+    anew: runs of one repeated n-gram are shortened to ``max(1, max_repetition_length // n)``
+    copies, for every n, until no such run is left.
+
+    Arguments
+    ---------
+    words : list of str
+        A hypothesis, as words.
+    max_repetition_length : int
+        The allowed number of back-to-back repeats of a single word.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> filter_repetitions("no no no no no joo".split())
+    ['no', 'no', 'no', 'joo']
+    >>> filter_repetitions("mä meen mä meen mä meen kotiin".split())
+    ['mä', 'meen', 'kotiin']
+    """
+    seq = list(words)
+    changed = True
+    while changed:
+        changed = False
+        for n in range(1, len(seq) // 2 + 1):
+            shorter = _collapse(seq, n, max(1, max_repetition_length // n))
+            if len(shorter) < len(seq):
+                seq, changed = shorter, True
+                break
+    return seq
+
+
+def _collapse(seq, n, keep):
+    """Shorten every run of a repeated n-gram in ``seq`` to ``keep`` copies (left to right)."""
+    out, i = [], 0
+    while i < len(seq):
+        repeats = 1
+        while i + (repeats + 1) * n <= len(seq) and (
+            seq[i + repeats * n] == seq[i] and seq[i + repeats * n : i + (repeats + 1) * n] == seq[i : i + n]
+        ):
+            repeats += 1
+        if repeats > keep:
+            out.extend(seq[i : i + n] * keep)
+            i += repeats * n
+        else:
+            out.append(seq[i])
+            i += 1
+    return out
+
+
+class Tokenizer:
+    """SentencePiece units of the ASR, trained on the transcribed training rows of a manifest.
+
+    Settings as the paper's model (original_recipes.md §3.1): ``<unk>`` at id 0 and no bos/eos/pad
+    pieces, so id 0 doubles as CTC blank, bos and eos. Trained once, on the main process, into
+    ``model_dir`` (the run's own folder, B9) through SpeechBrain's ``SentencePiece``; loaded lazily,
+    so building a model from the YAML needs no data.
+
+    Arguments
+    ---------
+    model_dir : str
+        Where ``<vocab_size>_<model_type>.model`` lives.
+    train_csv : str
+        Training manifest; rows with ``subset == transcribed`` and a non-empty ``words`` are used.
+    vocab_size : int
+        Number of units (the decoder's ``output_neurons``).
+    model_type : str
+        ``unigram`` (paper), ``bpe`` or ``char``.
+    character_coverage : float
+        SentencePiece ``character_coverage``.
+    max_sentencepiece_length : int
+        Longest piece, in characters.
+    bos_index, eos_index : int
+        The ids the decoder starts and ends a sequence with (0, as ``<unk>`` and the CTC blank).
+    """
+
+    def __init__(self, model_dir, train_csv, vocab_size, model_type="unigram",
+                 character_coverage=1.0, max_sentencepiece_length=10, bos_index=0, eos_index=0):
+        self.model_dir = Path(model_dir)
+        self.train_csv = train_csv
+        self.vocab_size = int(vocab_size)
+        self.model_type = model_type
+        self.character_coverage = character_coverage
+        self.max_sentencepiece_length = max_sentencepiece_length
+        self.bos_index = bos_index
+        self.eos_index = eos_index
+        self._sp = None
+
+    @property
+    def model_file(self):
+        """The SentencePiece model file."""
+        return self.model_dir / f"{self.vocab_size}_{self.model_type}.model"
+
+    def train(self):
+        """Train the model unless it exists; the files appear in ``model_dir`` only when complete."""
+        if self.model_file.is_file():
+            return
+        with open(self.train_csv, encoding="utf-8", newline="") as f:
+            texts = [r["words"].strip() for r in csv.DictReader(f)
+                     if r.get("subset") == "transcribed" and (r.get("words") or "").strip()]
+        if not texts:
+            raise ValueError(f"{self.train_csv}: no transcribed row with words to train the tokenizer on")
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.model_dir, prefix=".train-") as tmp:
+            text_file = Path(tmp) / "train_text.txt"
+            text_file.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+            try:
+                SentencePiece(
+                    model_dir=tmp, vocab_size=self.vocab_size, text_file=str(text_file),
+                    model_type=self.model_type, character_coverage=self.character_coverage,
+                    max_sentencepiece_length=self.max_sentencepiece_length,
+                    bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0,
+                )
+            except RuntimeError as err:
+                raise ValueError(
+                    f"cannot train a {self.vocab_size}-unit {self.model_type} SentencePiece model on "
+                    f"the {len(texts)} transcripts of {self.train_csv} ({err}); lower output_neurons"
+                ) from err
+            stem = self.model_file.stem
+            for name in ("train_text.txt", f"{stem}.vocab", f"{stem}.model"):  # model last: marks done
+                os.replace(Path(tmp) / name, self.model_dir / name)
+        logger.info("trained %s on %d transcripts", self.model_file, len(texts))
+
+    @property
+    def sp(self):
+        """The loaded ``SentencePieceProcessor``."""
+        if self._sp is None:
+            import sentencepiece
+
+            if not self.model_file.is_file():
+                raise FileNotFoundError(f"{self.model_file} is missing: train the ASR run first")
+            self._sp = sentencepiece.SentencePieceProcessor(model_file=str(self.model_file))
+        return self._sp
+
+    def encode_as_ids(self, text):
+        """Unit ids of a transcript."""
+        return self.sp.encode_as_ids(text)
+
+    def words(self, ids):
+        """Words of a decoded unit sequence, loops cut by :func:`filter_repetitions`."""
+        return " ".join(filter_repetitions(self.sp.decode_ids([int(i) for i in ids]).split()))
+
+
+class ASRBrain(TopicBrain):
+    """CRDNN encoder + attentional decoder + CTC; evaluates WER/CER and keeps the hypotheses."""
+
+    def compute_forward(self, batch, stage):
+        """Decoder log-probabilities; CTC log-probabilities while CTC trains; hypotheses in eval."""
+        batch = batch.to(self.device)
+        encoded, lens = encode_frames(self.modules.audio_encoder, *self.audio_features(batch, stage))
+        return self.asr_forward(encoded, lens, batch, stage)
+
+    def asr_forward(self, encoded, lens, batch, stage):
+        """The ASR branch on encoder frames [B, T', D] with relative lengths ``lens``."""
+        tokens_bos, _ = batch.tokens_bos
+        decoded, _ = self.modules.decoder(self.modules.embedding(tokens_bos), encoded, lens)
+        out = {"p_seq": torch.log_softmax(self.modules.seq_lin(decoded), dim=-1), "lens": lens}
+        if stage == sb.Stage.TRAIN:
+            if self.hparams.epoch_counter.current <= self.hparams.number_of_ctc_epochs:
+                out["p_ctc"] = torch.log_softmax(self.modules.ctc_lin(encoded), dim=-1)
+        else:
+            search = self.hparams.greedy_search if stage == sb.Stage.VALID else self.hparams.beam_search
+            out["hyps"] = search(encoded, lens)[0]
+        return out
+
+    def compute_objectives(self, outputs, batch, stage):
+        """The ASR loss (:meth:`asr_loss`)."""
+        return self.asr_loss(outputs, batch, stage)
+
+    def asr_loss(self, outputs, batch, stage):
+        """Attention NLL (label smoothing), mixed with CTC while CTC trains.
+
+        CTC enters the training loss only, so the dev loss that anneals the LR measures the same
+        thing before and after ``number_of_ctc_epochs``.
+        """
+        tokens_eos, eos_lens = batch.tokens_eos
+        loss = self.hparams.seq_cost(outputs["p_seq"], tokens_eos, length=eos_lens)
+        if "p_ctc" in outputs:
+            tokens, token_lens = batch.tokens
+            ctc = self.hparams.ctc_cost(outputs["p_ctc"], tokens, outputs["lens"], token_lens)
+            loss = self.hparams.ctc_weight * ctc + (1 - self.hparams.ctc_weight) * loss
+        if stage != sb.Stage.TRAIN:
+            self.records["ref"].extend(batch.words)
+            self.records["hyp"].extend(self.hparams.tokenizer.words(h) for h in outputs["hyps"])
+        return loss
+
+    def stage_metrics(self, stage_loss):
+        """WER and CER (percent) of the evaluation pass, its loss, and topic metrics if any."""
+        stats = super().stage_metrics(stage_loss)
+        stats.update(metrics.error_rates(self.records["ref"], self.records["hyp"]))
+        return stats
+
+    def write_outputs(self, results, labels):
+        """Write ``metrics.json`` (WER/CER per split, parameter count) and ``hyps_<split>.csv``.
+
+        Arguments
+        ---------
+        results : dict
+            ``{split: self.eval_result}`` for dev and test.
+        labels : CategoricalEncoder
+            Unused: the ASR predicts no topic.
+        """
+        self.write_hyps(results)
+        summary = {split: result["metrics"] for split, result in results.items()}
+        summary["params"] = sum(p.numel() for p in self.modules.parameters())
+        summary["trainable_params"] = sum(
+            p.numel() for p in self.modules.parameters() if p.requires_grad
+        )
+        summary["tokenizer"] = str(self.hparams.tokenizer.model_file)
+        summary["decoding"] = {"dev": "beam", "test": "beam", "beam_size": self.hparams.beam_search.beam_size}
+        metrics.write_json(Path(self.hparams.output_folder) / "metrics.json", summary)
+
+    def write_hyps(self, results):
+        """Write ``hyps_<split>.csv`` (ID, reference, beam-search hypothesis) of each split."""
+        for split, result in results.items():
+            records = result["records"]
+            path = Path(self.hparams.output_folder) / f"hyps_{split}.csv"
+            with metrics.atomic_write(path, newline="") as f:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(["ID", "ref", "hyp"])
+                writer.writerows(zip(records["id"], records["ref"], records["hyp"]))
+
+
+def load_asr(run_dir, device="cpu"):
+    """Load a trained ASR run: its hyperparameters and, from its best checkpoint, the modules
+    beam search needs (:data:`DECODE_MODULES`, by name, whatever Brain trained them).
+
+    Arguments
+    ---------
+    run_dir : str or Path
+        The run's output folder (``hyperparams.yaml``, ``save/``, ``tokenizer/``).
+    device : str
+        Where to decode.
+
+    Returns
+    -------
+    tuple
+        ``(hparams, checkpoint_path)``.
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    from topic_id import transfer
+
+    run_dir = Path(run_dir)
+    with open(run_dir / "hyperparams.yaml", encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f)
+    ckpt = transfer.init_from(run_dir, hparams["checkpointer"].recoverables, DECODE_MODULES,
+                              hparams["ckpt_select"])
+    # The saved paths are those of training time; the run folder may have moved since.
+    tokenizer = hparams["tokenizer"]
+    tokenizer.model_dir = run_dir / os.path.relpath(tokenizer.model_dir, hparams["output_folder"])
+    for name in DECODE_MODULES:
+        hparams["modules"][name].to(device).eval()
+    return hparams, ckpt
+
+
+@torch.no_grad()
+def decode(hparams, wavs, device="cpu"):
+    """Beam-search transcripts of a batch of waveforms (16 kHz float tensors of any lengths).
+
+    Arguments
+    ---------
+    hparams : dict
+        From :func:`load_asr`.
+    wavs : list of torch.Tensor
+        One 1-D waveform per utterance.
+    device : str
+        Where the modules are.
+
+    Returns
+    -------
+    list of str
+        Hypotheses, repetitions filtered.
+    """
+    modules = hparams["modules"]
+    padded, lens = batch_pad_right(wavs)
+    padded, lens = padded.to(device), lens.to(device)
+    feats = hparams["compute_features"](padded)
+    # The encoder is called as in training (ASRBrain.compute_forward): exact frame lengths, so a
+    # padding-aware encoder sees each utterance as if it were alone (B5).
+    lens = frame_lengths(hparams["compute_features"], lens, padded.shape[1], feats.shape[1])
+    encoded, lens = encode_frames(modules["audio_encoder"], modules["normalize"](feats, lens), lens)
+    hyps = hparams["beam_search"](encoded, lens)[0]
+    return [hparams["tokenizer"].words(h) for h in hyps]
+
+
+def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=8, force=False):
+    """Fill ``column`` of every row of ``train.csv``, ``dev.csv`` and ``test.csv`` with ASR text.
+
+    Each manifest is rewritten atomically (all other columns and the row order unchanged), then
+    recorded in ``<manifests>/<column>.json`` with the run and checkpoint that filled it; a rerun
+    skips a manifest recorded with the same run, checkpoint and rows, unless ``force``.
+
+    Arguments
+    ---------
+    asr_dir : str or Path
+        A trained run whose modules are named as :data:`DECODE_MODULES`.
+    manifests : str or Path
+        A prepared corpus folder; ``$data_root`` in ``wav`` stands for this folder.
+    column : str
+        The column to fill.
+    device : str
+        Decoding device.
+    batch_size : int
+        Utterances per beam-search batch.
+    force : bool
+        Decode even manifests already filled by this checkpoint.
+
+    Returns
+    -------
+    dict
+        ``{manifest name: "decoded" | "skipped"}``.
+    """
+    from data_prep.manifest import write_csv
+    from topic_id.dataio import load_audio
+
+    manifests = Path(manifests)
+    record_file = manifests / f"{column}.json"
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    hparams, ckpt = load_asr(asr_dir, device)
+    done = {}
+    for split in ("train", "dev", "test"):
+        path = manifests / f"{split}.csv"
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            header, rows = list(reader.fieldnames), list(reader)
+        ids = hashlib.sha1("\n".join(r["ID"] for r in rows).encode()).hexdigest()
+        wanted = {"asr": str(Path(asr_dir).resolve()), "checkpoint": str(Path(ckpt).resolve()), "ids": ids}
+        if record.get(path.name) == wanted and not force:
+            done[path.name] = "skipped"
+            continue
+        order = sorted(range(len(rows)), key=lambda i: float(rows[i]["duration"]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            wavs = [load_audio(rows[i]["wav"].replace("$data_root", str(manifests)),
+                               hparams["sample_rate"]) for i in chunk]
+            for i, hyp in zip(chunk, decode(hparams, wavs, device)):
+                rows[i][column] = hyp
+        if column not in header:
+            header.append(column)
+        write_csv(path, header, rows)
+        record[path.name] = wanted
+        with metrics.atomic_write(record_file) as f:
+            json.dump(record, f, indent=2)
+        done[path.name] = "decoded"
+        logger.info("%s: %d rows transcribed by %s", path, len(rows), ckpt)
+    return done
