@@ -4,6 +4,12 @@ Subcommands:
 
 - ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR]``: Table I, Table II, Fig. 3 and the
   confusion matrices of a results tree (:mod:`topic_id.report`); prints Table I in Markdown.
+- ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
+  (any rate, any channels) or transcripts with an exported or trained system
+  (:mod:`topic_id.inference`).
+- ``export RUN_DIR OUT_DIR [--asr ASR_RUN]``: a trained run as a self-contained model folder that
+  loads offline with ``TopicIdentifier.from_hparams`` or SpeechBrain's ``foreign_class``
+  (:mod:`topic_id.export`).
 
 Each subcommand is one ``_add_<name>(commands)`` function that registers its parser and sets
 ``handler``; ``predict`` and ``export`` (inference, issue 6) and ``bench`` (issue 7) join the same
@@ -52,6 +58,62 @@ def _add_report(commands):
     parser.set_defaults(handler=_report)
 
 
+def _predict(args):
+    from topic_id.inference import format_rows, predict
+
+    rows = predict(args.model, args.files, texts=args.text, device=args.device,
+                   batch_size=args.batch_size)
+    print(format_rows(rows, as_json=args.json))
+    return 0
+
+
+def _add_predict(commands):
+    parser = commands.add_parser(
+        "predict",
+        help="classify recordings (or transcripts) with an exported or trained system",
+        description="Print the topic and the posteriors of every FILE: a tab-separated table with "
+        "one column per topic (with the text read, for systems with a text branch), or JSON. "
+        "Audio-only systems take audio; text systems text (--text) or audio, which their bundled "
+        "ASR transcribes; hybrids audio, and their ASR's text unless --text is given.",
+    )
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="a folder from `topic-id export`, or a run folder (exported on the fly)")
+    parser.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, ...)")
+    parser.add_argument("--text", action="append", metavar="TEXT",
+                        help="transcript for systems that read text: once for every file, or once "
+                        "per file in order; without FILEs, classify the texts alone")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--device", default=None,
+                        help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
+    parser.add_argument("--batch-size", type=int, default=8, help="files per forward pass")
+    parser.set_defaults(handler=_predict)
+
+
+def _export(args):
+    from topic_id.export import export_run
+
+    print(export_run(args.run_dir, args.out_dir, asr=args.asr, overwrite=args.overwrite))
+    return 0
+
+
+def _add_export(commands):
+    parser = commands.add_parser(
+        "export",
+        help="write a trained run as a self-contained model folder",
+        description="Write OUT_DIR: inference hyperparams.yaml (the training YAML included with "
+        "the run's overrides), the best checkpoint's weights, topics.txt, the text encoder (a "
+        "stand-in is copied, FinBERT referenced), the ASR and tokenizer a text system needs for "
+        "audio, custom_interface.py and export.json.",
+    )
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a finished run of recipes/train.py")
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="the model folder to create")
+    parser.add_argument("--asr", metavar="ASR_RUN", default=None,
+                        help="the ASR run for a text or hybrid system (default: the one that "
+                        "transcribed its manifests, if any)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    parser.set_defaults(handler=_export)
+
+
 def build_parser():
     """The ``topic-id`` argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
@@ -61,6 +123,8 @@ def build_parser():
                         help="debug logging, and the traceback of a failure")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_report(commands)
+    _add_predict(commands)
+    _add_export(commands)
     return parser
 
 
