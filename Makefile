@@ -17,4 +17,4 @@ demo: $(STAMP)
 	bash recipes/run_table.sh --corpus demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q

@@ -24,7 +24,10 @@ logger = logging.getLogger(__name__)
 COLUMNS = ("ID", "wav", "duration", "topic", "words", "asr_words", "speaker", "subset")
 """Manifest columns, in file order. ``words`` is the normalised manual transcript (empty when the
 row is untranscribed), ``asr_words`` is filled by ``recipes/transcribe.py``, ``subset`` is
-``transcribed`` or ``untranscribed`` on train rows and empty on dev/test rows."""
+``transcribed`` or ``untranscribed`` on train rows and empty on dev/test rows. ``asr_words`` holds one
+ASR's text, recorded in ``asr_words.json`` beside the manifests: a system that reads another ASR's
+text (the multi-task system reads its own) gets a copy of the corpus that ASR transcribed
+(``topic_id.pipeline.transcribed_copy``; ``needs`` in recipes/systems.csv), never an extra column."""
 
 SPLITS = ("train", "dev", "test")
 SUBSETS = ("transcribed", "untranscribed")

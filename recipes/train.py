@@ -7,7 +7,7 @@
 The YAML names its Brain class (``brain_class``). A second run of the same command resumes from the
 last checkpoint; after a finished run it goes straight to evaluation. Under
 ``torchrun --nproc_per_node=N`` preparation and file writes happen on the main process only.
-Outputs: ``hyperparams.yaml log.txt env.log save/ metrics.json predictions.csv confusion.png``.
+Outputs: ``hyperparams.yaml run.json log.txt env.log save/ metrics.json predictions.csv confusion.png``.
 """
 
 import shutil
@@ -20,6 +20,7 @@ from hyperpyyaml import load_hyperpyyaml
 from topic_id import dataio, transfer
 from topic_id.brains import selection
 from topic_id.experiment import resolve_overrides
+from topic_id.export import write_run_spec
 
 
 def main(argv=None):
@@ -29,6 +30,8 @@ def main(argv=None):
     profiles = [a.split("=", 1)[1] for a in argv if a.startswith("--profile=")]
     argv = [a for a in argv if not a.startswith("--profile=")]
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    # Joins the process group under torchrun (a no-op in a plain run).
+    sb.utils.distributed.ddp_init_group(run_opts)
     overrides = resolve_overrides(hparams_file, overrides, profiles[-1] if profiles else None)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
@@ -38,6 +41,8 @@ def main(argv=None):
         overrides=overrides,
     )
     output = Path(hparams["output_folder"])
+    # The YAML and overrides this run was built from, for `topic-id export` (topic_id/export.py).
+    sb.utils.distributed.run_on_main(write_run_spec, args=[output, hparams_file, overrides])
     labels_file = Path(hparams["data_folder"]) / "topics.txt"
     labels = dataio.label_encoder(hparams["data_folder"])
     if "n_topics" in hparams and len(labels) != hparams["n_topics"]:
@@ -47,10 +52,12 @@ def main(argv=None):
         )
     # The run keeps its own copy of the label order, checked by later stages (B8).
     sb.utils.distributed.run_on_main(shutil.copyfile, args=[labels_file, output / "topics.txt"])
-    if "text_encoder" in hparams:
+    if dataio.text_encoder_of(hparams) is not None:
         # The frozen encoder runs once, on the main process, before any dataloader exists (B13).
         sb.utils.distributed.run_on_main(dataio.precompute_texts, args=[hparams])
     datasets = dataio.dataio_prepare(hparams, labels)
+    # Fixed-size batches, or dynamic ones when the YAML (or the paper profile) says so.
+    loaders = dataio.loader_kwargs(hparams, datasets)
 
     brain = hparams["brain_class"](
         modules=hparams["modules"],
@@ -74,14 +81,14 @@ def main(argv=None):
         hparams["epoch_counter"],
         datasets["train"],
         datasets["dev"],
-        train_loader_kwargs=hparams["train_dataloader_opts"],
-        valid_loader_kwargs=hparams["test_dataloader_opts"],
+        train_loader_kwargs=loaders["train"],
+        valid_loader_kwargs=loaders["dev"],
     )
     results = {}
     for split in ("dev", "test"):
         brain.evaluate(
             datasets[split],
-            test_loader_kwargs=hparams["test_dataloader_opts"],
+            test_loader_kwargs=loaders[split],
             **selection(hparams["ckpt_select"]),
         )
         results[split] = brain.eval_result

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDIN = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 400}
+STANDIN_WAV2VEC2 = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "conv_dim": 16}
 
 
 def _load_trainer():
@@ -22,15 +23,17 @@ def _load_trainer():
 
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
-    """The tiny built-in corpus with a stand-in BERT at ``<corpus>/standin_bert``."""
+    """The tiny built-in corpus with stand-ins at ``<corpus>/standin_bert`` and ``standin_wav2vec2``."""
     from data_prep.demo_corpus import prepare_demo
     from data_prep.manifest import read_manifest
     from topic_id.text import build_standin
+    from topic_id.wav2vec2 import build_standin as build_standin_wav2vec2
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     prepare_demo(out, seed=0, size="tiny")
     texts = [r["words"] for s in ("train", "dev", "test") for r in read_manifest(out / f"{s}.csv")]
     build_standin([t for t in texts if t], out / "standin_bert", **STANDIN)
+    build_standin_wav2vec2(out / "standin_wav2vec2", **STANDIN_WAV2VEC2)
     return out
 
 
@@ -41,6 +44,49 @@ def corpus_copy(tiny_corpus, tmp_path):
     shutil.copytree(tiny_corpus, out, symlinks=True, ignore=shutil.ignore_patterns("audio"))
     (out / "audio").symlink_to(tiny_corpus / "audio")
     return out
+
+
+@pytest.fixture(scope="session")
+def registry_runs(tiny_corpus, tmp_path_factory, train):
+    """Registry rows trained on demand on the tiny corpus, each once per session.
+
+    ``registry_runs(name)`` trains the row (after the rows it starts from and the ASR its ``needs``
+    names, on a corpus copy that ASR transcribed, as recipes/run_table.sh does) and returns
+    ``(run dir, corpus)``; later calls return the same run.
+    """
+    import subprocess
+    import sys
+
+    from topic_id.pipeline import transcribed_copy
+    from topic_id.registry import load_registry, transcriber
+
+    root = tmp_path_factory.mktemp("runs")
+    rows = {row["name"]: row for row in load_registry()}
+    done, corpora = {}, {}
+
+    def corpus_of(asr):
+        if asr not in corpora:
+            copy = transcribed_copy(tiny_corpus, root / f"corpus_{asr}")
+            subprocess.run(
+                [sys.executable, str(ROOT / "recipes" / "transcribe.py"), "--asr", str(run(asr)[0]),
+                 "--manifests", str(copy), "--device", "cpu", "--batch_size", "16"],
+                check=True,
+            )
+            corpora[asr] = copy
+        return corpora[asr]
+
+    def run(name):
+        if name not in done:
+            row = rows[name]
+            asr = transcriber(row)
+            corpus = tiny_corpus if asr is None else corpus_of(asr)
+            args = list(row["overrides"])
+            if row["init_from"]:
+                args.append(f"--init_from={run(row['init_from'])[0]}")
+            done[name] = (train(row["hparams"], corpus, root / name, *args), corpus)
+        return done[name]
+
+    return run
 
 
 @pytest.fixture(scope="session")

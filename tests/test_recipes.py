@@ -1,53 +1,24 @@
 """One CPU run of every registry row on the tiny built-in corpus (no network), in dependency order.
 
-Rows that read ASR text run on a corpus copy transcribed by the registry's own ASR row, as
-recipes/run_table.sh does.
+Rows that read ASR text run on a corpus copy transcribed by the ASR their ``needs`` names (the
+standalone ``asr`` row, or an earlier row's own ASR), one copy per ASR, as recipes/run_table.sh does
+(the ``registry_runs`` fixture of conftest.py, which other test files share).
 """
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
 
 from data_prep.manifest import read_manifest
 from topic_id.registry import load_registry
-from conftest import ROOT
 
 ROWS = load_registry()
 EXPECTED = ("hyperparams.yaml", "log.txt", "env.log", "metrics.json", "topics.txt")
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_corpus, tmp_path_factory, train):
-    """Train every row once, in registry order; returns {name: (run dir, corpus)}."""
-    root = tmp_path_factory.mktemp("runs")
-    transcribed = None
-    out = {}
-    for row in ROWS:
-        corpus = tiny_corpus
-        if row["needs"] == "asr_words":
-            if transcribed is None:
-                transcribed = root / "transcribed_corpus"
-                shutil.copytree(tiny_corpus, transcribed, ignore=shutil.ignore_patterns("audio", "cache"))
-                (transcribed / "audio").symlink_to(tiny_corpus / "audio")
-                subprocess.run(
-                    [sys.executable, str(ROOT / "recipes" / "transcribe.py"), "--asr", str(out["asr"][0]),
-                     "--manifests", str(transcribed), "--device", "cpu"],
-                    check=True,
-                )
-            corpus = transcribed
-        args = list(row["overrides"])
-        if row["init_from"]:
-            args.append(f"--init_from={out[row['init_from']][0]}")
-        out[row["name"]] = (train(row["hparams"], corpus, root / row["name"], *args), corpus)
-    return out
-
-
 @pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
-def test_row_trains_and_writes_its_outputs(row, runs):
-    run_dir, corpus = runs[row["name"]]
+def test_row_trains_and_writes_its_outputs(row, registry_runs):
+    run_dir, corpus = registry_runs(row["name"])
     for name in EXPECTED:
         assert (run_dir / name).is_file(), name
     result = json.loads((run_dir / "metrics.json").read_text())

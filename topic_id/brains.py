@@ -3,7 +3,8 @@
 :class:`TopicBrain` serves every single-loss topic system: the audio branch exists when the YAML puts
 an ``audio_encoder`` in ``modules``, the text branch when it defines a ``text_encoder`` (cached
 utterance vectors) or a ``text_branch`` module over cached token vectors; the branches are concatenated
-and fed to ``head``. Subclasses override only what differs (extra losses, ASR decoding).
+and fed to ``head``. A ``text_target`` is a text encoder whose vectors are only a training target.
+Subclasses override only what differs (extra losses, ASR decoding, a second optimizer).
 """
 
 import logging
@@ -14,6 +15,8 @@ import speechbrain as sb
 import torch
 
 from topic_id import metrics
+from topic_id.encoders import frame_lengths
+from topic_id.nnet import masked_mean
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +44,33 @@ def selection(metric):
     raise ValueError(f"ckpt_select must be one of {MAXIMIZE + MINIMIZE}, not {metric!r}")
 
 
+def encode_frames(encoder, feats, lens):
+    """Run an audio encoder: its output frames [B, T', D] and their relative lengths.
+
+    Audio encoders take ``(input, relative lengths)``; one that changes the frame count returns
+    ``(frames, relative lengths of its frames)`` so that padding stays out of pooling and attention
+    (B5; topic_id.encoders, topic_id.wav2vec2).
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        The ``audio_encoder`` module.
+    feats : torch.Tensor
+        Features (or raw audio) [B, T, ...].
+    lens : torch.Tensor
+        Relative lengths [B].
+
+    Returns
+    -------
+    tuple
+        ``(frames, relative lengths)``.
+    """
+    encoded = encoder(feats, lens)
+    if isinstance(encoded, tuple):
+        return encoded
+    return encoded, lens
+
+
 class TopicBrain(sb.Brain):
     """Topic classifier over audio and/or text embeddings, trained with NLL (label smoothing).
 
@@ -48,12 +78,24 @@ class TopicBrain(sb.Brain):
     records (ids, targets, posteriors, embeddings) that ``train.py`` writes out.
     """
 
+    def _wrap_distributed(self):
+        """SpeechBrain's DDP wrapping; on CPU (gloo) without SyncBatchNorm, which only runs on GPUs."""
+        if not (self.distributed_launch and torch.device(self.device).type == "cpu"):
+            return super()._wrap_distributed()
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+        return None
+
     def audio_features(self, batch, stage):
         """Filterbanks normalised with running global statistics, or raw audio when no Fbank."""
         wavs, lens = batch.sig
         if not hasattr(self.hparams, "compute_features"):
             return wavs, lens
         feats = self.hparams.compute_features(wavs)
+        lens = frame_lengths(self.hparams.compute_features, lens, wavs.shape[1], feats.shape[1])
         epoch = self.hparams.epoch_counter.current if stage == sb.Stage.TRAIN else None
         # Statistics stop updating after the first epochs (SB default); the published recipes
         # never stopped updating them (original_recipes.md §2.3).
@@ -62,12 +104,11 @@ class TopicBrain(sb.Brain):
 
     def audio_embedding(self, batch, stage):
         """Encoder output pooled over real frames only (B5) -> [B, D]."""
-        feats, lens = self.audio_features(batch, stage)
-        if hasattr(self.hparams, "compute_features"):
-            encoded = self.modules.audio_encoder(feats)
-        else:
-            encoded = self.modules.audio_encoder(feats, lens)
-        return self.modules.audio_pool(encoded, lens)
+        return self.encode_audio(*self.audio_features(batch, stage))
+
+    def encode_audio(self, feats, lens):
+        """Encode features (or raw audio) and pool the real output frames -> [B, D]."""
+        return self.modules.audio_pool(*encode_frames(self.modules.audio_encoder, feats, lens))
 
     def text_embedding(self, batch):
         """Cached utterance vector, or a trained branch over cached token vectors."""
@@ -88,9 +129,11 @@ class TopicBrain(sb.Brain):
     def compute_forward(self, batch, stage):
         """Topic log-posteriors and the embedding they come from."""
         batch = batch.to(self.device)
-        embedding = self.embed(batch, stage)
-        logits = self.modules.head(embedding)
-        return {"logprobs": torch.log_softmax(logits, dim=-1), "embedding": embedding}
+        return self.classify(self.embed(batch, stage))
+
+    def classify(self, embedding):
+        """The head's topic log-posteriors of an utterance embedding, and the embedding."""
+        return {"logprobs": torch.log_softmax(self.modules.head(embedding), dim=-1), "embedding": embedding}
 
     def topic_loss(self, outputs, batch, stage):
         """NLL with label smoothing over the n_topics real classes (B2)."""
@@ -99,7 +142,6 @@ class TopicBrain(sb.Brain):
             outputs["logprobs"], targets, label_smoothing=self.hparams.label_smoothing
         )
         if stage != sb.Stage.TRAIN:
-            self.records["id"].extend(batch.id)
             self.records["target"].append(targets.cpu())
             self.records["posterior"].append(outputs["logprobs"].exp().float().cpu())
             self.records["embedding"].append(outputs["embedding"].float().cpu())
@@ -108,6 +150,11 @@ class TopicBrain(sb.Brain):
     def compute_objectives(self, outputs, batch, stage):
         """The training loss; subclasses add auxiliary terms."""
         return self.topic_loss(outputs, batch, stage)
+
+    def evaluate_batch(self, batch, stage):
+        """Evaluate a batch; its ids are recorded here, once, whatever losses record beside them."""
+        self.records["id"].extend(batch.id)
+        return super().evaluate_batch(batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
         """Reset the per-utterance records of an evaluation pass."""
@@ -187,7 +234,81 @@ class TopicBrain(sb.Brain):
         summary["trainable_params"] = sum(
             p.numel() for p in self.modules.parameters() if p.requires_grad
         )
-        encoder = getattr(self.hparams, "text_encoder", None)
+        encoder = getattr(self.hparams, "text_encoder", getattr(self.hparams, "text_target", None))
         summary["text_encoder"] = encoder.name if encoder is not None else None
+        # Which audio encoder: a pretrained source (a stand-in says so) or the class trained here.
+        audio = self.hparams.modules.get("audio_encoder")
+        summary["audio_encoder"] = getattr(audio, "name", type(audio).__name__) if audio is not None else None
         summary["labels"] = names
         metrics.write_json(out / "metrics.json", summary)
+
+
+class EmbTransferBrain(TopicBrain):
+    """Emb-transfer stage A (paper Sec. III-B, Fig. 1c; original_recipes.md §3.6).
+
+    Besides the topic NLL, the pooled audio embedding ``e`` learns two targets through linear maps:
+    ``text_proj(e)`` the text encoder's utterance vector of the manual transcript (``text_target``:
+    a target only, never a head input) and ``fbank_proj(e)`` the utterance mean of the normalised
+    filterbanks over real frames (the published mean included padding, B5). Loss = NLL +
+    ``text_loss_weight`` * L1 + ``fbank_loss_weight`` * L1 (paper: equal weights). Stage B keeps
+    the encoder, normaliser and head, drops the projections, and classifies audio alone.
+    """
+
+    def compute_forward(self, batch, stage):
+        """Topic log-posteriors, the embedding, and both projections with the acoustic target."""
+        batch = batch.to(self.device)
+        feats, lens = self.audio_features(batch, stage)
+        outputs = self.classify(self.encode_audio(feats, lens))
+        outputs["text_pred"] = self.modules.text_proj(outputs["embedding"])
+        outputs["fbank_pred"] = self.modules.fbank_proj(outputs["embedding"])
+        outputs["fbank_mean"] = masked_mean(feats, lens).detach()
+        return outputs
+
+    def compute_objectives(self, outputs, batch, stage):
+        """NLL plus the weighted L1 losses (mean over elements, as SpeechBrain's ``l1_loss``)."""
+        text_l1 = torch.nn.functional.l1_loss(outputs["text_pred"], batch.text_emb.data)
+        fbank_l1 = torch.nn.functional.l1_loss(outputs["fbank_pred"], outputs["fbank_mean"])
+        if stage != sb.Stage.TRAIN:
+            self.records["text_l1"].append(text_l1.item())
+            self.records["fbank_l1"].append(fbank_l1.item())
+        return (
+            self.topic_loss(outputs, batch, stage)
+            + self.hparams.text_loss_weight * text_l1
+            + self.hparams.fbank_loss_weight * fbank_l1
+        )
+
+    def stage_metrics(self, stage_loss):
+        """TopicBrain's metrics plus the mean L1 losses of the pass."""
+        stats = super().stage_metrics(stage_loss)
+        for key in ("text_l1", "fbank_l1"):
+            if self.records[key]:
+                stats[key] = sum(self.records[key]) / len(self.records[key])
+        return stats
+
+
+class FinetuneBrain(TopicBrain):
+    """TopicBrain for a pretrained audio encoder with its own optimizer and LR schedule.
+
+    As SpeechBrain's wav2vec2 recipes do: ``encoder_opt_class`` (a smaller LR) updates
+    ``audio_encoder`` and ``opt_class`` the rest; both anneal on the dev loss
+    (``encoder_lr_annealing`` and ``lr_annealing``) and both are checkpointed.
+    """
+
+    def init_optimizers(self):
+        """One optimizer for the pretrained encoder, one for everything else."""
+        encoder = list(self.modules.audio_encoder.parameters())
+        ids = {id(p) for p in encoder}
+        self.optimizer = self.opt_class([p for p in self.modules.parameters() if id(p) not in ids])
+        self.encoder_optimizer = self.hparams.encoder_opt_class(encoder)
+        self.optimizers_dict = {"model": self.optimizer, "encoder": self.encoder_optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("encoder_optimizer", self.encoder_optimizer)
+
+    def on_stage_end(self, stage, stage_loss, epoch=None):
+        """Anneal the encoder's LR too, before TopicBrain saves the checkpoint."""
+        if stage == sb.Stage.VALID:
+            old_lr, new_lr = self.hparams.encoder_lr_annealing(stage_loss)
+            sb.nnet.schedulers.update_learning_rate(self.encoder_optimizer, new_lr)
+            logger.info("epoch %s: encoder lr %.2e -> %.2e", epoch, old_lr, new_lr)
+        super().on_stage_end(stage, stage_loss, epoch)

@@ -7,8 +7,11 @@ only when it has a text encoder (no audio loading in text systems, no text requi
 systems: B7, B14).
 """
 
+import collections
 import functools
 import logging
+import random
+from pathlib import Path
 
 import numpy as np
 import soundfile
@@ -103,7 +106,61 @@ def read_split(hparams, split):
     if split == "train" and hparams.get("train_subset", "all") != "all":
         subset = hparams["train_subset"]
         dataset = dataset.filtered_sorted(key_test={"subset": lambda s: s == subset})
+    if split == "train" and hparams.get("train_hours"):
+        dataset = hours_subset(
+            dataset, hparams["train_hours"], hparams.get("train_hours_sampling", "stratified"),
+            seed=hparams.get("seed", 0),
+        )
     return dataset
+
+
+def hours_subset(dataset, hours, sampling="stratified", seed=0):
+    """About ``hours`` of audio from a training set, drawn per topic.
+
+    The paper fine-tuned Wav2vec2 on a 100-hour subset whose samples "would reflect the class
+    distribution of the whole dataset" (Sec. III-B): ``stratified`` gives each topic its share of
+    the hours. ``balanced`` gives every topic the same hours instead (a topic with fewer keeps all
+    it has). Within a topic, rows are taken in a seeded random order until its quota is reached, so
+    the subset is the same for a given manifest, budget and seed.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Rows with ``topic`` and ``duration`` (seconds).
+    hours : float
+        The budget; a budget above the data's total keeps everything.
+    sampling : str
+        ``stratified`` or ``balanced``.
+    seed : int
+        Seed of the order within each topic.
+
+    Returns
+    -------
+    DynamicItemDataset
+    """
+    if sampling not in ("stratified", "balanced"):
+        raise ValueError(f"train_hours_sampling must be stratified or balanced, not {sampling!r}")
+    by_topic = collections.defaultdict(list)
+    with dataset.output_keys_as(["id", "topic", "duration"]):
+        for row in dataset:
+            by_topic[row["topic"]].append((row["id"], float(row["duration"])))
+    total = sum(d for rows in by_topic.values() for _, d in rows)
+    rng = random.Random(seed)
+    keep, kept = set(), 0.0
+    for topic in sorted(by_topic):
+        rows = sorted(by_topic[topic])
+        rng.shuffle(rows)
+        share = sum(d for _, d in rows) / total if sampling == "stratified" else 1 / len(by_topic)
+        quota, taken = hours * 3600 * share, 0.0
+        for utt_id, duration in rows:
+            if taken >= quota:
+                break
+            keep.add(utt_id)
+            taken += duration
+        kept += taken
+    logger.info("train_hours=%s (%s): %d rows, %.2f of %.2f h", hours, sampling, len(keep),
+                kept / 3600, total / 3600)
+    return dataset.filtered_sorted(key_test={"id": lambda utt_id: utt_id in keep})
 
 
 def texts_of(datasets, hparams):
@@ -117,11 +174,22 @@ def texts_of(datasets, hparams):
     return out
 
 
+def text_encoder_of(hparams):
+    """The frozen text encoder whose cached vectors a system reads, or None.
+
+    ``text_encoder`` feeds the head (text and hybrid systems); ``text_target`` is only a training
+    target (emb transfer stage A's L1 loss), so a system with it still classifies audio alone.
+    """
+    if "text_encoder" in hparams:
+        return hparams["text_encoder"]
+    return hparams.get("text_target")
+
+
 def precompute_texts(hparams):
     """Fill the text encoder's cache with every text the system will read (main process only)."""
     datasets = {split: read_split(hparams, split) for split in SPLITS}
     texts = sorted({t for split_texts in texts_of(datasets, hparams).values() for t in split_texts})
-    hparams["text_encoder"].precompute(texts, tokens=hparams.get("text_tokens", False))
+    text_encoder_of(hparams).precompute(texts, tokens=hparams.get("text_tokens", False))
 
 
 def dataio_prepare(hparams, labels):
@@ -131,8 +199,9 @@ def dataio_prepare(hparams, labels):
     ---------
     hparams : dict
         Loaded hyperparameters. Keys read: ``data_folder``, ``{train,dev,test}_csv``,
-        ``train_subset``, ``sorting``, ``sample_rate`` (audio systems), ``train_text`` and
-        ``eval_text`` (text systems), ``text_encoder`` and ``text_tokens`` (text systems),
+        ``train_subset``, ``train_hours`` and ``train_hours_sampling``, ``seed``, ``sorting``,
+        ``sample_rate`` (audio systems), ``train_text`` and
+        ``eval_text`` (text systems), ``text_encoder`` or ``text_target`` and ``text_tokens`` (text systems),
         ``tokenizer`` (systems with an ASR decoder).
     labels : CategoricalEncoder
         The fixed label order.
@@ -163,7 +232,7 @@ def dataio_prepare(hparams, labels):
         sb.dataio.dataset.add_dynamic_item(list(datasets.values()), audio_pipeline)
         keys.append("sig")
 
-    if "text_encoder" in hparams:
+    if text_encoder_of(hparams) is not None:
         keys += _add_text_pipeline(datasets, hparams)
 
     if "tokenizer" in hparams:
@@ -176,7 +245,7 @@ def dataio_prepare(hparams, labels):
 
 def _add_text_pipeline(datasets, hparams):
     """Attach cached text-encoder outputs: the frozen encoder runs once per distinct text (B13)."""
-    encoder = hparams["text_encoder"]
+    encoder = text_encoder_of(hparams)
     tokens = hparams.get("text_tokens", False)
     key = "text_tokens" if tokens else "text_emb"
     for split, texts in texts_of(datasets, hparams).items():
@@ -185,13 +254,17 @@ def _add_text_pipeline(datasets, hparams):
         lookup = dict(zip(unique, vectors))
         column = hparams["train_text"] if split == "train" else hparams["eval_text"]
         empty = sum(1 for t in texts if not t)
-        if texts and empty == len(texts):
+        # recipes/transcribe.py records each column it filled in <data_folder>/<column>.json: an
+        # empty column without that record is a forgotten step; with it, an ASR that heard nothing.
+        records = [c for c in column.split(",") if (Path(hparams["data_folder"]) / f"{c.strip()}.json").is_file()]
+        if texts and empty == len(texts) and not records:
             raise ValueError(
                 f"{split}: no row has text in {column!r}; for asr_words run recipes/transcribe.py "
                 "first, or choose another train_text/eval_text"
             )
         if empty:
-            logger.warning("%s: %d of %d rows have no text in %r", split, empty, len(texts), column)
+            logger.warning("%s: %d of %d rows have no text in %r%s", split, empty, len(texts), column,
+                           f" (filled by the ASR recorded in {records[0]}.json)" if records else "")
 
         @sb.utils.data_pipeline.takes("words", "asr_words")
         @sb.utils.data_pipeline.provides("text", key)
@@ -242,3 +315,99 @@ def _sort(dataset, sorting):
     if sorting != "random":
         raise ValueError(f"sorting must be ascending, descending or random, not {sorting!r}")
     return dataset
+
+
+def loader_kwargs(hparams, datasets):
+    """DataLoader keyword arguments of each split: fixed-size or dynamic batches.
+
+    Without ``dynamic_batching`` these are ``train_dataloader_opts`` for train and
+    ``test_dataloader_opts`` for dev and test. With it, each split gets SpeechBrain's
+    :class:`~speechbrain.dataio.sampler.DynamicBatchSampler` (:func:`dynamic_batch_sampler`) in
+    place of ``batch_size``/``shuffle``; other options (``num_workers``, ...) are kept. The training
+    batches follow ``sorting`` (random order, or ascending/descending duration) and are rebuilt
+    every epoch when ``shuffle_buckets``; under DDP SpeechBrain splits them between processes.
+
+    Arguments
+    ---------
+    hparams : dict
+        Loaded hyperparameters. Keys read: ``train_dataloader_opts``, ``test_dataloader_opts``,
+        ``dynamic_batching``, ``max_batch_length`` (seconds of padded audio per batch),
+        ``num_buckets``, ``shuffle_buckets``, ``sorting``, ``seed``.
+    datasets : dict
+        ``{"train": ds, "dev": ds, "test": ds}`` of :func:`dataio_prepare`.
+
+    Returns
+    -------
+    dict
+        ``{"train": kwargs, "dev": kwargs, "test": kwargs}``.
+    """
+    out = {split: dict(hparams["test_dataloader_opts"]) for split in datasets}
+    out["train"] = dict(hparams["train_dataloader_opts"])
+    if not hparams.get("dynamic_batching", False):
+        return out
+    ordering = hparams.get("sorting", "random")
+    for split, opts in out.items():
+        for key in ("batch_size", "shuffle", "drop_last", "sampler"):
+            opts.pop(key, None)
+        train = split == "train"
+        opts["batch_sampler"] = dynamic_batch_sampler(
+            datasets[split],
+            max_batch_length=hparams["max_batch_length"],
+            num_buckets=hparams["num_buckets"],
+            shuffle=train and hparams["shuffle_buckets"],
+            batch_ordering=ordering if train else "ascending",
+            seed=hparams.get("seed", 0),
+        )
+    return out
+
+
+def durations(dataset):
+    """The ``duration`` column (seconds) of a dataset's rows, in dataset order."""
+    return [float(dataset.data[data_id]["duration"]) for data_id in dataset.data_ids]
+
+
+def dynamic_batch_sampler(dataset, max_batch_length, num_buckets, shuffle=True,
+                          batch_ordering="random", seed=0):
+    """SpeechBrain's DynamicBatchSampler over ``duration``, with equal-count duration buckets.
+
+    The bucket boundaries are quantiles of the dataset's durations, so every bucket holds about the
+    same number of rows whatever the duration distribution (SpeechBrain's default boundaries warp a
+    log-normal up to ``max_batch_length``, which leaves short corpora in one or two buckets). A
+    bucket's batches hold ``max_batch_length / boundary`` rows (at least one), so a batch never
+    has more than ``max_batch_length`` seconds of padded audio unless one row alone is longer.
+
+    Arguments
+    ---------
+    dataset : DynamicItemDataset
+        Rows with a ``duration`` column (seconds).
+    max_batch_length : float
+        Seconds of padded audio per batch.
+    num_buckets : int
+        Number of duration buckets (fewer when durations repeat).
+    shuffle : bool
+        Reshuffle rows into new batches every epoch.
+    batch_ordering : str
+        ``random``, ``ascending`` or ``descending`` order of the batches.
+    seed : int
+        Seed of the shuffling.
+
+    Returns
+    -------
+    speechbrain.dataio.sampler.DynamicBatchSampler
+    """
+    if batch_ordering not in ("random", "ascending", "descending"):
+        raise ValueError(f"batch ordering must be random, ascending or descending, not {batch_ordering!r}")
+    lengths = durations(dataset)
+    if not lengths:
+        raise ValueError("dynamic batching needs a non-empty dataset")
+    quantiles = np.linspace(0, 1, int(num_buckets) + 1)[1:]
+    boundaries = sorted({float(b) for b in np.quantile(lengths, quantiles) if b > 0})
+    return sb.dataio.sampler.DynamicBatchSampler(
+        dataset,
+        max_batch_length=float(max_batch_length),
+        bucket_boundaries=boundaries,
+        lengths_list=lengths,
+        shuffle=shuffle,
+        batch_ordering=batch_ordering,
+        seed=int(seed),
+    )

@@ -142,3 +142,85 @@ class TopicHead(nn.Module):
     def forward(self, x):
         """Topic logits [B, n_topics] of embeddings [B, input_size]."""
         return self.layers(x)
+
+
+class ProjectedPool(nn.Module):
+    """A pooling followed by a linear layer: [B, T, D] -> [B, output_size].
+
+    The audio+text BL's audio branch (original_recipes.md §3.9): statistics pooling, then the audio
+    BL's first linear layer (3000 -> 512), whose output is concatenated with the text vector.
+
+    Arguments
+    ---------
+    pool : torch.nn.Module
+        Called as ``pool(x, lengths)``.
+    input_size : int
+        Size of the pooled vector.
+    output_size : int
+        Size of the projection.
+
+    Example
+    -------
+    >>> pool = ProjectedPool(StatsPool(), 6, 4)
+    >>> pool(torch.randn(2, 10, 3), torch.tensor([1.0, 0.6])).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, pool, input_size, output_size):
+        super().__init__()
+        self.pool = pool
+        self.linear = nn.Linear(input_size, output_size)
+
+    def forward(self, x, lengths=None):
+        """Pool ``x`` over its real frames and project."""
+        return self.linear(self.pool(x, lengths))
+
+
+class TextBLSTM(nn.Module):
+    """Bidirectional LSTM over token vectors, packed so that padding never enters: [B, T, D] -> [B, H].
+
+    The text branch of the audio+text BL (original_recipes.md §3.9): the utterance vector is the
+    mean of the final hidden states over the ``num_layers`` x 2 (layer x direction) slots, as
+    published. The published BLSTM ran over zero padding, so the forward direction of every
+    shorter text ended in padding (B5); packed sequences end each direction at the last real token.
+
+    Arguments
+    ---------
+    input_size : int
+        Size of the token vectors (the text encoder's hidden size).
+    hidden_size : int
+        LSTM units per direction (paper: 512).
+    num_layers : int
+        Stacked layers (paper: 2).
+    dropout : float
+        Dropout between the layers.
+
+    Example
+    -------
+    >>> blstm = TextBLSTM(8, 5).eval()
+    >>> x = torch.randn(1, 3, 8)
+    >>> alone = blstm(x, torch.ones(1))
+    >>> padded = torch.cat([torch.nn.functional.pad(x, (0, 0, 0, 2)), torch.randn(1, 5, 8)])
+    >>> torch.allclose(alone[0], blstm(padded, torch.tensor([0.6, 1.0]))[0], atol=1e-6)
+    True
+    """
+
+    def __init__(self, input_size, hidden_size=512, num_layers=2, dropout=0.0):
+        super().__init__()
+        self.lstm = nn.LSTM(
+            input_size,
+            hidden_size,
+            num_layers=num_layers,
+            dropout=dropout,
+            bidirectional=True,
+            batch_first=True,
+        )
+
+    def forward(self, x, lengths=None):
+        """Encode token vectors ``x`` [B, T, D] with relative lengths [B] -> [B, hidden_size]."""
+        if lengths is None:
+            lengths = torch.ones(x.shape[0], device=x.device)
+        n = length_mask(lengths, x.shape[1], x.device).sum(dim=1)
+        packed = nn.utils.rnn.pack_padded_sequence(x, n.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)
+        return h_n.mean(dim=0)

@@ -148,7 +148,8 @@ def build_parser():
     parser.add_argument("--seeds", default="1", help='space-separated seeds, e.g. "1 2 3"')
     parser.add_argument("--stage", type=int, default=1, help=f"first stage, 1-{len(STAGES)}: {STAGES}")
     parser.add_argument("--stop_stage", type=int, default=len(STAGES))
-    parser.add_argument("--profile", default=None, help="hparams profile (default: demo for --corpus demo)")
+    parser.add_argument("--profile", default=None,
+                        help="hparams profile (default: demo for --corpus demo, paper for --corpus lp)")
     parser.add_argument("--size", default="default", help="demo corpus size")
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
     parser.add_argument("--device", default="cpu")
@@ -158,8 +159,8 @@ def build_parser():
 def main(argv=None):
     """Entry point; exit status 1 with the failing step's log on failure."""
     args = build_parser().parse_args(argv)
-    if args.profile is None and args.corpus == "demo":
-        args.profile = "demo"
+    if args.profile is None:
+        args.profile = {"demo": "demo", "lp": "paper"}.get(args.corpus)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     start = time.time()
     try:

@@ -3,8 +3,14 @@
 Columns: ``name`` (results folder name), ``table_row`` (paper Table I row, empty for support
 systems), ``paper_name``, ``hparams`` (YAML, relative to the project root), ``overrides`` (extra
 ``--key=value`` arguments), ``init_from`` (the row whose best checkpoint this stage starts from),
-``needs`` (``asr_words`` when the manifests must be transcribed first), ``train_text`` and
-``test_text`` (which text the row saw: manual, own ASR or external ASR; B12).
+``needs`` (which ASR must have filled ``asr_words`` first, see :func:`transcriber`), ``train_text``
+and ``test_text`` (which text the row saw: manual, own ASR or external ASR; B12).
+
+``needs`` is empty (the prepared corpus as it is), ``asr_words`` (``asr_words`` filled by the
+standalone ASR, row ``asr``) or ``own_asr:<row>`` (filled by the ASR of an earlier row, e.g. the
+multi-task system's stage 1). Each ASR writes into its own corpus copy (manifests copied, audio and
+caches linked: ``topic_id.pipeline.transcribed_copy``), so the manifest columns stay those of the
+contract and no ASR's transcripts overwrite another's.
 """
 
 import csv
@@ -35,5 +41,36 @@ def load_registry(path=REGISTRY):
         row["overrides"] = shlex.split(row["overrides"])
         if row["init_from"] and row["init_from"] not in names:
             raise ValueError(f"{path}: {row['name']} starts from {row['init_from']}, listed later")
+        if transcriber(row) is not None and transcriber(row) not in names:
+            raise ValueError(f"{path}: {row['name']} needs the ASR of {transcriber(row)}, listed later")
         names.add(row["name"])
     return rows
+
+
+def transcriber(row):
+    """The registry row whose ASR must fill ``asr_words`` of the corpus ``row`` reads.
+
+    Arguments
+    ---------
+    row : dict
+        A registry row.
+
+    Returns
+    -------
+    str or None
+        ``asr`` for ``needs=asr_words``, ``<name>`` for ``needs=own_asr:<name>``, None when the row
+        reads the prepared corpus as it is.
+
+    Example
+    -------
+    >>> transcriber({"needs": "own_asr:multitask_s1"}), transcriber({"needs": ""})
+    ('multitask_s1', None)
+    """
+    needs = row["needs"].strip()
+    if not needs:
+        return None
+    if needs == "asr_words":
+        return "asr"
+    if needs.startswith("own_asr:") and needs.split(":", 1)[1]:
+        return needs.split(":", 1)[1]
+    raise ValueError(f"needs must be empty, asr_words or own_asr:<row>, not {needs!r}")
