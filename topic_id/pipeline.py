@@ -112,7 +112,10 @@ def run(args):
     if 2 in wanted and profile == "demo":
         runner.step("stand-in text encoder", [sys.executable, "-m", "topic_id.text", "build-standin",
                                               "--manifests", data, "--out", data / "standin_bert"],
-                    done=data / "standin_bert" / "config.json")
+                    done=data / "standin_bert" / "STANDIN.json")
+        runner.step("stand-in wav2vec2", [sys.executable, "-m", "topic_id.wav2vec2", "build-standin",
+                                          "--out", data / "standin_wav2vec2"],
+                    done=data / "standin_wav2vec2" / "STANDIN.json")
     asr = next(r for r in rows if r["name"] == "asr")
     asr_run = out / "results" / "asr" / first
     if 3 in wanted:
