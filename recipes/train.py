@@ -23,6 +23,26 @@ from topic_id.experiment import resolve_overrides
 from topic_id.export import write_run_spec
 
 
+def save_transferred(hparams):
+    """Make the transferred weights this run's checkpoint (an evaluation-only row).
+
+    A row with ``--number_of_epochs=0`` and ``init_from`` evaluates another row's model under other
+    settings: audio+text with ASR test text is audio+text's model fed ``asr_words`` at dev/test,
+    so the two rows differ only in the test text (recipes/systems.csv). Every trainable module must
+    be transferred, or part of the evaluated model would be a random initialisation. The checkpoint
+    keeps the source's selection scores, so evaluation and ``topic-id export`` find it.
+    """
+    trainable = {name for name, module in hparams["modules"].items()
+                 if any(p.requires_grad for p in module.parameters())}
+    missing = sorted(trainable - set(hparams["init_modules"]))
+    if missing:
+        raise SystemExit(f"error: number_of_epochs=0 evaluates the init_from model, but init_modules "
+                         f"leaves {missing} untransferred")
+    source = transfer.best_checkpoint(hparams["init_from"], hparams["init_select"])
+    sb.utils.distributed.run_on_main(hparams["checkpointer"].save_checkpoint,
+                                     kwargs={"meta": dict(source.meta)})
+
+
 def main(argv=None):
     """Train, select the best checkpoint on dev, evaluate on dev and test, write the outputs."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -66,6 +86,7 @@ def main(argv=None):
         run_opts=run_opts,
         checkpointer=hparams["checkpointer"],
     )
+    transferred = False
     if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:
         # A fresh later stage starts from the earlier stage's best checkpoint; a restarted one
         # resumes its own checkpoints instead (B6).
@@ -76,6 +97,7 @@ def main(argv=None):
             hparams["init_select"],
             labels_file=labels_file,
         )
+        transferred = True
 
     brain.fit(
         hparams["epoch_counter"],
@@ -84,6 +106,9 @@ def main(argv=None):
         train_loader_kwargs=loaders["train"],
         valid_loader_kwargs=loaders["dev"],
     )
+    if transferred and hparams["epoch_counter"].limit == 0:
+        # After fit, so that the checkpoint holds the optimizer fit() registered, as every other does.
+        save_transferred(hparams)
     results = {}
     for split in ("dev", "test"):
         brain.evaluate(

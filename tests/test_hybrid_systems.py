@@ -165,3 +165,27 @@ def test_stage_two_never_reads_manual_transcripts(registry_runs, train, tmp_path
         assert ours[split] == theirs[split]
     for name in ("predictions.csv", "predictions_dev.csv"):
         assert (run / name).read_text() == (reference / name).read_text()
+
+
+def test_asr_test_text_row_evaluates_the_audio_text_model(registry_runs):
+    """audio+text (ASR test text) trains nothing: it is audio+text's best model fed ``asr_words``."""
+    source, _ = registry_runs("audio_text")
+    run, corpus = registry_runs("audio_text_asr")
+    assert "epoch:" not in (run / "train_log.txt").read_text()
+    theirs = Checkpointer(source / "save").find_checkpoint(max_key="micro_f1")
+    ours = Checkpointer(run / "save").find_checkpoint(max_key="micro_f1")
+    assert ours is not None and ours.meta["micro_f1"] == theirs.meta["micro_f1"]
+    for name in ("normalize", "audio_encoder", "head"):
+        a = torch.load(theirs.paramfiles[name], weights_only=False)
+        b = torch.load(ours.paramfiles[name], weights_only=False)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if torch.is_tensor(a[k]))
+    assert any(row["asr_words"] for row in read_manifest(corpus / "test.csv"))
+
+
+def test_evaluation_only_row_refuses_untransferred_modules(registry_runs, train, tmp_path):
+    """number_of_epochs=0 with a module left out of init_modules would evaluate random weights."""
+    source, corpus = registry_runs("audio_text")
+    with pytest.raises(SystemExit, match="head"):
+        train("hparams/hybrid_crdnn.yaml", corpus, tmp_path / "run", f"--init_from={source}",
+              "--number_of_epochs=0", "--init_select=micro_f1",
+              "--init_modules=[normalize, audio_encoder]")

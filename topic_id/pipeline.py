@@ -7,23 +7,30 @@ and timing are tested Python rather than shell. Stages:
 2. build the local stand-in encoders the profile names (demo: no model hub is reachable);
 3. train the support ASR (registry row ``asr``, first seed);
 4. transcribe every manifest row with it (``asr_words``);
-5. train every other registry row x seed, in registry order; a row whose ``needs`` is
-   ``own_asr:<row>`` runs on a corpus copy transcribed by that row's run of the same seed;
+5. train every other registry row x seed; a row whose ``needs`` is ``own_asr:<row>`` runs on a
+   corpus copy transcribed by that row's run of the same seed;
 6. write the report (``topic-id report``).
 
-A finished run (its ``metrics.json`` exists) is skipped; an interrupted one resumes from its
-checkpoints, because train.py does; the first failing step stops everything and names its log.
+The stages' steps form a dependency graph (:func:`plan`): a row waits only for what it reads (the
+corpus, the ASR transcripts, the stage it starts from), and ``--jobs N`` runs up to N independent
+steps at once, longest chain first. On a CPU each job gets ``cores / N`` threads: small models use
+one core far better than two, so two one-thread jobs on two cores finish the demo table in about
+half the time of one two-thread job. A finished step (its marker file exists) is skipped; an
+interrupted training resumes from its checkpoints, because train.py does; the first failing step
+stops everything (running steps are stopped too) and names its log.
 """
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from topic_id.registry import ROOT, load_registry
+from topic_id.registry import ROOT, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
 STAGES = ("prepare", "standins", "asr", "transcribe", "systems", "report")
@@ -33,44 +40,30 @@ class StepFailed(Exception):
     """A step of the table failed; the message names its log."""
 
 
-class Runner:
-    """Runs logged steps, skipping finished ones and timing the rest."""
+@dataclass
+class Step:
+    """One command of the table.
 
-    def __init__(self, out, device="cpu"):
-        self.out = Path(out)
-        self.logs = self.out / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.device = device
+    Attributes
+    ----------
+    label : str
+        Unique name, shown in the progress lines and naming the log ``logs/<label>.log``.
+    cmd : list
+        The command (run from the project root).
+    done : Path or None
+        The step is skipped when this file exists.
+    deps : list of str
+        Labels of the steps that must finish first (ignored when they are not in the plan,
+        i.e. belong to stages outside ``--stage .. --stop_stage``).
+    before : callable or None
+        Called just before the command starts (e.g. to make a corpus copy).
+    """
 
-    def step(self, label, cmd, done=None):
-        """Run ``cmd`` unless ``done`` exists; log its output to ``logs/<label>.log``."""
-        if done is not None and Path(done).exists():
-            logger.info("%-40s finished earlier, skipped", label)
-            return
-        log = self.logs / f"{label.replace('/', '_').replace(' ', '_')}.log"
-        logger.info("%-40s running (log: %s)", label, log)
-        start = time.time()
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(f"\n$ {' '.join(map(str, cmd))}\n")
-            f.flush()
-            code = subprocess.call([str(c) for c in cmd], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-        if code != 0:
-            raise StepFailed(f"{label} failed (exit {code}); see {log}")
-        logger.info("%-40s done in %.1f s", label, time.time() - start)
-
-    def train(self, row, data, run_dir, seed, profile, extra=()):
-        """Train one registry row."""
-        cmd = [sys.executable, "recipes/train.py", row["hparams"], f"--data_folder={data}",
-               f"--output_folder={run_dir}", f"--seed={seed}", f"--device={self.device}",
-               *row["overrides"], *extra]
-        if profile:
-            cmd.append(f"--profile={profile}")
-        self.step(f"train {row['name']} seed {seed}", cmd, done=Path(run_dir) / "metrics.json")
-
-    def transcribe(self, label, asr_run, data):
-        """Fill ``asr_words`` of the manifests in ``data`` with the ASR of ``asr_run``."""
-        self.step(label, [sys.executable, "recipes/transcribe.py", "--asr", asr_run,
-                          "--manifests", data, "--device", self.device])
+    label: str
+    cmd: list
+    done: Path = None
+    deps: list = field(default_factory=list)
+    before: object = None
 
 
 def transcribed_copy(data, copy):
@@ -97,49 +90,213 @@ def prepare_command(args, data):
     return base + [args.corpus, args.corpus_dir, data]
 
 
-def run(args):
-    """Run stages ``args.stage`` .. ``args.stop_stage`` (1-based, see :data:`STAGES`)."""
+def _train_cmd(row, data, run_dir, seed, args, extra=()):
+    cmd = [sys.executable, "recipes/train.py", row["hparams"], f"--data_folder={data}",
+           f"--output_folder={run_dir}", f"--seed={seed}", f"--device={args.device}",
+           *row["overrides"], *extra]
+    if args.profile:
+        cmd.append(f"--profile={args.profile}")
+    return cmd
+
+
+def _transcribe_cmd(asr_run, data, args):
+    return [sys.executable, "recipes/transcribe.py", "--asr", asr_run, "--manifests", data,
+            "--device", args.device]
+
+
+def plan(args, rows=None):
+    """The steps of stages ``args.stage`` .. ``args.stop_stage`` (1-based, see :data:`STAGES`).
+
+    Arguments
+    ---------
+    args : argparse.Namespace
+        run_table.sh's arguments (:func:`build_parser`).
+    rows : list of dict, optional
+        Registry rows (default: ``recipes/systems.csv``).
+
+    Returns
+    -------
+    list of Step
+        In a valid serial order (every step after the steps it depends on).
+    """
     out = Path(args.out).resolve()
     data = out / "data"
-    runner = Runner(out, args.device)
-    rows = load_registry()
+    rows = load_registry() if rows is None else rows
     seeds = args.seeds.split()
-    profile = args.profile
-    wanted = range(args.stage, args.stop_stage + 1)
     first = seeds[0]
+    wanted = range(args.stage, args.stop_stage + 1)
+    steps = []
+    prep = "prepare corpus"
     if 1 in wanted:
-        runner.step("prepare corpus", prepare_command(args, data), done=data / "summary.json")
-    if 2 in wanted and profile == "demo":
-        runner.step("stand-in text encoder", [sys.executable, "-m", "topic_id.text", "build-standin",
-                                              "--manifests", data, "--out", data / "standin_bert"],
-                    done=data / "standin_bert" / "STANDIN.json")
-        runner.step("stand-in wav2vec2", [sys.executable, "-m", "topic_id.wav2vec2", "build-standin",
-                                          "--out", data / "standin_wav2vec2"],
-                    done=data / "standin_wav2vec2" / "STANDIN.json")
+        steps.append(Step(prep, prepare_command(args, data), data / "summary.json"))
+    standins = []
+    if 2 in wanted and args.profile == "demo":
+        for label, module, folder in (("stand-in text encoder", "topic_id.text", "standin_bert"),
+                                      ("stand-in wav2vec2", "topic_id.wav2vec2", "standin_wav2vec2")):
+            cmd = [sys.executable, "-m", module, "build-standin", "--out", data / folder]
+            if module == "topic_id.text":
+                cmd[4:4] = ["--manifests", data]
+            steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep]))
+            standins.append(label)
     asr = next(r for r in rows if r["name"] == "asr")
     asr_run = out / "results" / "asr" / first
     if 3 in wanted:
-        runner.train(asr, data, asr_run, first, profile)
+        steps.append(Step(f"train asr seed {first}", _train_cmd(asr, data, asr_run, first, args),
+                          asr_run / "metrics.json", [prep]))
     if 4 in wanted:
-        runner.transcribe("transcribe with asr", asr_run, data)
+        # No marker: transcribe.py itself skips manifests this checkpoint already filled.
+        steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args), None,
+                          [f"train asr seed {first}"]))
     if 5 in wanted:
         for seed in seeds:
             for row in rows:
                 if row["name"] == "asr":
                     continue
-                corpus = data
-                if row["needs"].startswith("own_asr:"):
-                    source = row["needs"].split(":", 1)[1]
-                    own = out / "results" / source / seed
-                    corpus = transcribed_copy(data, out / f"data_{source}_{seed}")
-                    runner.transcribe(f"transcribe with {source} seed {seed}", own, corpus)
+                corpus, deps = data, [prep, *standins]
+                source = transcriber(row)
+                if source == "asr":
+                    deps.append("transcribe with asr")
+                elif source is not None:
+                    corpus = out / f"data_{source}_{seed}"
+                    label = f"transcribe with {source} seed {seed}"
+                    steps.append(Step(label, _transcribe_cmd(out / "results" / source / seed, corpus, args),
+                                      None, [f"train {source} seed {seed}"],
+                                      before=lambda c=corpus: transcribed_copy(data, c)))
+                    deps.append(label)
                 extra = []
                 if row["init_from"]:
                     extra.append(f"--init_from={out / 'results' / row['init_from'] / seed}")
-                runner.train(row, corpus, out / "results" / row["name"] / seed, seed, profile, extra)
+                    deps.append(f"train {row['init_from']} seed {seed}")
+                run_dir = out / "results" / row["name"] / seed
+                steps.append(Step(f"train {row['name']} seed {seed}",
+                                  _train_cmd(row, corpus, run_dir, seed, args, extra),
+                                  run_dir / "metrics.json", deps))
     if 6 in wanted:
-        runner.step("report", [sys.executable, "-m", "topic_id.cli", "report", out / "results",
-                               "--corpus", args.corpus])
+        steps.append(Step("report", [sys.executable, "-m", "topic_id.cli", "report", out / "results",
+                                     "--corpus", args.corpus], None, [s.label for s in steps]))
+    return steps
+
+
+def _chain_lengths(steps):
+    """How many steps hang on each step (itself included): longest chains start first."""
+    labels = {s.label: s for s in steps}
+    memo = {}
+
+    def length(label):
+        if label not in memo:
+            after = [s.label for s in steps if label in s.deps]
+            memo[label] = 1 + max((length(a) for a in after), default=0)
+        return memo[label]
+
+    return {label: length(label) for label in labels}
+
+
+class Runner:
+    """Runs the planned steps, up to ``jobs`` at a time, skipping finished ones and timing the rest.
+
+    Arguments
+    ---------
+    out : str or Path
+        The table's output folder; logs go to ``<out>/logs``.
+    jobs : int
+        How many steps may run at once.
+    threads : int or None
+        ``OMP_NUM_THREADS`` for each step (None: leave the environment as it is).
+    poll : float
+        Seconds between checks on running steps.
+    """
+
+    def __init__(self, out, jobs=1, threads=None, poll=0.5):
+        self.out = Path(out)
+        self.logs = self.out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.jobs = max(1, jobs)
+        self.env = dict(os.environ)
+        if threads:
+            self.env["OMP_NUM_THREADS"] = str(threads)
+        self.poll = poll
+        self.times = {}
+
+    def log_path(self, step):
+        """Where ``step`` writes its output."""
+        return self.logs / f"{step.label.replace('/', '_').replace(' ', '_')}.log"
+
+    def _start(self, step):
+        if step.before is not None:
+            step.before()
+        log = self.log_path(step)
+        logger.info("%-44s started (log: %s)", step.label, log)
+        f = open(log, "a", encoding="utf-8")
+        f.write(f"\n$ {' '.join(map(str, step.cmd))}\n")
+        f.flush()
+        proc = subprocess.Popen([str(c) for c in step.cmd], stdout=f, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env=self.env)
+        return proc, f, time.time()
+
+    def execute(self, steps):
+        """Run ``steps`` (see :func:`plan`) in dependency order.
+
+        Raises
+        ------
+        StepFailed
+            At the first failing step, after stopping the others that run.
+        """
+        by_label = {s.label: s for s in steps}
+        pending = dict(by_label)
+        finished = set()
+        running = {}
+        priority = _chain_lengths(steps)
+        try:
+            while pending or running:
+                for label, (proc, f, start) in list(running.items()):
+                    code = proc.poll()
+                    if code is None:
+                        continue
+                    f.close()
+                    del running[label]
+                    if code != 0:
+                        raise StepFailed(f"{label} failed (exit {code}); see {self.log_path(by_label[label])}")
+                    self.times[label] = time.time() - start
+                    logger.info("%-44s done in %.1f s", label, self.times[label])
+                    finished.add(label)
+                ready = [s for s in pending.values()
+                         if all(d in finished or d not in by_label for d in s.deps)]
+                for step in sorted(ready, key=lambda s: -priority[s.label]):
+                    if step.done is not None and Path(step.done).exists():
+                        logger.info("%-44s finished earlier, skipped", step.label)
+                        finished.add(step.label)
+                        del pending[step.label]
+                        continue
+                    if len(running) >= self.jobs:
+                        break
+                    running[step.label] = self._start(step)
+                    del pending[step.label]
+                if running:
+                    time.sleep(self.poll)
+                elif pending and not ready:
+                    raise StepFailed(f"steps wait on each other: {sorted(pending)}")
+        finally:
+            for proc, f, _ in running.values():
+                proc.terminate()
+                proc.wait()
+                f.close()
+
+
+
+def default_jobs(device):
+    """Parallel steps by default: two on a CPU with at least two cores, else one."""
+    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+
+
+def run(args):
+    """Plan and run stages ``args.stage`` .. ``args.stop_stage``; returns the runner (its times)."""
+    out = Path(args.out).resolve()
+    jobs = args.jobs or default_jobs(args.device)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else None
+    runner = Runner(out, jobs, None if "OMP_NUM_THREADS" in os.environ else threads)
+    logger.info("%d parallel step(s)%s", jobs, f", {threads} thread(s) each" if threads else "")
+    runner.execute(plan(args))
+    return runner
 
 
 def build_parser():
@@ -156,6 +313,8 @@ def build_parser():
     parser.add_argument("--size", default="default", help="demo corpus size")
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="steps run at once (default: 2 on a CPU with 2+ cores, else 1)")
     return parser
 
 
