@@ -7,6 +7,7 @@ import os
 
 import pytest
 from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.checkpoints import Checkpointer
 
 from topic_id import asr
 from topic_id.asr import filter_repetitions
@@ -169,3 +170,13 @@ def test_transcribe_command_line(asr_run, corpus_copy):
         capture_output=True, text=True,
     )
     assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_dev_decoding_every_nth_epoch_and_at_the_last(train, tiny_corpus, tmp_path):
+    """valid_search_interval: epochs without dev decoding log no WER and are not selected by WER."""
+    run = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", "--number_of_epochs=3",
+                "--valid_search_interval=2")
+    logged = [line for line in (run / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
+    assert ["valid wer" in line for line in logged] == [False, True, True]
+    best = Checkpointer(run / "save").find_checkpoint(min_key="wer")
+    assert best.meta["wer"] >= 0 and "wer" in json.loads((run / "metrics.json").read_text())["test"]

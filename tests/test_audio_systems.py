@@ -194,6 +194,8 @@ def test_stage_b_starts_from_stage_a_best_checkpoint(tiny_corpus, tmp_path):
             p.add_(1.0)
     stage_a["epoch_counter"].current = 8
     stage_a["checkpointer"].save_checkpoint(meta={"micro_f1": 0.1})  # the newest, not the best
+    # What train.py leaves in a run folder; stage B's init_select (null) defers to it.
+    (run_a / "hyperparams.yaml").write_text(f"ckpt_select: {stage_a['ckpt_select']}\n")
 
     stage_b = _hparams("hparams/audio_crdnn.yaml", tiny_corpus, tmp_path / "stage_b", "tiny",
                        init_from=str(run_a))

@@ -2,7 +2,7 @@
 
 :class:`ASRBrain` trains the CRDNN + location-aware GRU decoder + CTC of ``hparams/asr.yaml``:
 ``ctc_weight`` CTC + (1 - ``ctc_weight``) attention NLL for the first ``number_of_ctc_epochs``
-epochs, attention NLL only afterwards; greedy decoding on dev every epoch, beam search at test.
+epochs, attention NLL only afterwards; greedy decoding on dev every ``valid_search_interval`` epochs, beam search at test.
 :class:`Tokenizer` trains SentencePiece on the transcribed training rows into the run's folder (B9).
 :func:`transcribe` decodes whole manifests with a trained run and fills their ``asr_words`` column,
 the input of the text pipeline and semi-supervised systems. Every hypothesis goes through
@@ -198,10 +198,20 @@ class ASRBrain(TopicBrain):
         if stage == sb.Stage.TRAIN:
             if self.hparams.epoch_counter.current <= self.hparams.number_of_ctc_epochs:
                 out["p_ctc"] = torch.log_softmax(self.modules.ctc_lin(encoded), dim=-1)
-        else:
-            search = self.hparams.greedy_search if stage == sb.Stage.VALID else self.hparams.beam_search
-            out["hyps"] = search(encoded, lens)[0]
+        elif stage == sb.Stage.TEST:
+            out["hyps"] = self.hparams.beam_search(encoded, lens)[0]
+        elif self.search_on_dev():
+            out["hyps"] = self.hparams.greedy_search(encoded, lens)[0]
         return out
+
+    def search_on_dev(self):
+        """Whether this epoch's dev pass decodes (every ``valid_search_interval`` epochs and the last).
+
+        Greedy decoding of dev is a large share of a small ASR's epoch; an epoch without it logs the
+        dev loss only, and its checkpoint, having no WER, is no candidate for selection by WER.
+        """
+        epoch = self.hparams.epoch_counter.current
+        return epoch % self.hparams.valid_search_interval == 0 or epoch >= self.hparams.number_of_epochs
 
     def compute_objectives(self, outputs, batch, stage):
         """The ASR loss (:meth:`asr_loss`)."""
@@ -219,7 +229,7 @@ class ASRBrain(TopicBrain):
             tokens, token_lens = batch.tokens
             ctc = self.hparams.ctc_cost(outputs["p_ctc"], tokens, outputs["lens"], token_lens)
             loss = self.hparams.ctc_weight * ctc + (1 - self.hparams.ctc_weight) * loss
-        if stage != sb.Stage.TRAIN:
+        if "hyps" in outputs:
             self.records["ref"].extend(batch.words)
             self.records["hyp"].extend(self.hparams.tokenizer.words(h) for h in outputs["hyps"])
         return loss
@@ -227,7 +237,8 @@ class ASRBrain(TopicBrain):
     def stage_metrics(self, stage_loss):
         """WER and CER (percent) of the evaluation pass, its loss, and topic metrics if any."""
         stats = super().stage_metrics(stage_loss)
-        stats.update(metrics.error_rates(self.records["ref"], self.records["hyp"]))
+        if self.records["hyp"]:
+            stats.update(metrics.error_rates(self.records["ref"], self.records["hyp"]))
         return stats
 
     def write_outputs(self, results, labels):

@@ -26,20 +26,43 @@ class TransferError(Exception):
     """The earlier stage cannot provide what this stage needs."""
 
 
-def best_checkpoint(run_dir, metric):
+def run_selection_metric(run_dir):
+    """The ``ckpt_select`` an earlier run was trained with (from its ``hyperparams.yaml``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> _ = (run / "hyperparams.yaml").write_text("lr: 0.1\nckpt_select: wer\n")
+    >>> run_selection_metric(run)
+    'wer'
+    """
+    path = Path(run_dir) / "hyperparams.yaml"
+    if path.is_file():
+        # Read as text: the file holds HyperPyYAML tags that plain YAML cannot load.
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("ckpt_select:"):
+                return line.split(":", 1)[1].split("#")[0].strip()
+    raise TransferError(f"{path} names no ckpt_select; give init_select explicitly")
+
+
+def best_checkpoint(run_dir, metric=None):
     """The best checkpoint of a finished run.
 
     Arguments
     ---------
     run_dir : str or Path
         The earlier stage's output folder (with ``save/CKPT+*``).
-    metric : str
-        The metric that run selected by (``micro_f1``, ``wer``, ...).
+    metric : str, optional
+        The metric to select by (``micro_f1``, ``wer``, ...); by default the one that run
+        selected its own best checkpoint by, so the two stages cannot disagree.
 
     Returns
     -------
     speechbrain.utils.checkpoints.Checkpoint
     """
+    if metric is None:
+        metric = run_selection_metric(run_dir)
     save = Path(run_dir) / "save"
     ckpt = Checkpointer(save).find_checkpoint(**selection(metric))
     if ckpt is None:
@@ -61,8 +84,9 @@ def init_from(run_dir, modules, names, metric, labels_file=None):
         This stage's modules by name (the keys the checkpointer saves them under).
     names : list of str
         Which modules to initialise; every one must exist in both stages.
-    metric : str
-        The earlier stage's selection metric.
+    metric : str or None
+        The metric to pick the earlier stage's best checkpoint by; None: that stage's own
+        ``ckpt_select``.
     labels_file : str or Path, optional
         This stage's ``topics.txt``; when given, the earlier stage's copy must list the same labels
         in the same order, or transferred classifier rows would be silently permuted (B8).
