@@ -9,6 +9,7 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
+from data_prep.manifest import write_csv
 from topic_id import asr
 from topic_id.asr import filter_repetitions
 from conftest import ROOT
@@ -108,6 +109,7 @@ def _fake_decode(calls, fail_after=None):
 def test_transcribe_fills_every_row_and_is_idempotent(asr_run, corpus_copy, monkeypatch):
     calls = []
     monkeypatch.setattr(asr, "decode", _fake_decode(calls))
+    monkeypatch.setattr(asr, "_run_hyps", lambda *args: None)  # reuse: the next test
     before = {split: _rows(corpus_copy / f"{split}.csv") for split in ("train", "dev", "test")}
     done = asr.transcribe(asr_run, corpus_copy, batch_size=16)
     assert done == {"train.csv": "decoded", "dev.csv": "decoded", "test.csv": "decoded"}
@@ -131,9 +133,33 @@ def test_transcribe_fills_every_row_and_is_idempotent(asr_run, corpus_copy, monk
     assert len(calls) > n_calls
 
 
+def test_transcribe_takes_the_runs_own_dev_test_hypotheses(asr_run, corpus_copy, monkeypatch):
+    """dev/test the run decoded at evaluation are not decoded again; other audio or another
+    checkpoint is."""
+    calls = []
+    monkeypatch.setattr(asr, "decode", _fake_decode(calls))
+    assert asr.transcribe(asr_run, corpus_copy) == {
+        "train.csv": "decoded", "dev.csv": "reused", "test.csv": "reused"}
+    assert sum(calls) == len(_rows(corpus_copy / "train.csv"))
+    for split in ("dev", "test"):
+        hyps = {r["ID"]: r["hyp"] for r in _rows(asr_run / f"hyps_{split}.csv")}
+        assert {r["ID"]: r["asr_words"] for r in _rows(corpus_copy / f"{split}.csv")} == hyps
+    # The same IDs naming other audio: decoded.
+    rows = _rows(corpus_copy / "dev.csv")
+    rows[0]["wav"], rows[1]["wav"] = rows[1]["wav"], rows[0]["wav"]
+    write_csv(corpus_copy / "dev.csv", list(rows[0]), rows)
+    assert asr.transcribe(asr_run, corpus_copy, force=True)["dev.csv"] == "decoded"
+    # Hypotheses of another checkpoint: decoded.
+    record = json.loads((asr_run / "hyps.json").read_text())
+    ckpt = asr.load_asr(asr_run)[1]
+    assert record["checkpoint"] == str(ckpt.resolve())
+    assert asr._run_hyps(asr_run, ckpt.parent, "test", _rows(corpus_copy / "test.csv"), corpus_copy) is None
+
+
 def test_transcribe_interrupted_keeps_manifests_whole(asr_run, corpus_copy, monkeypatch):
     original = _snapshot(corpus_copy)
     n_train = len(_rows(corpus_copy / "train.csv"))
+    monkeypatch.setattr(asr, "_run_hyps", lambda *args: None)
     # Interrupted in the first batch of dev.csv, after train.csv was written.
     monkeypatch.setattr(asr, "decode", _fake_decode([], fail_after=n_train))
     with pytest.raises(KeyboardInterrupt):

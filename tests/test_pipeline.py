@@ -118,3 +118,17 @@ def test_runner_gives_each_job_its_share_of_the_cores(tmp_path):
     code = f"import os; open({str(out)!r},'w').write(os.environ['OMP_NUM_THREADS'])"
     Runner(tmp_path, jobs=2, threads=3, poll=0.05).execute([Step("t", [sys.executable, "-c", code])])
     assert out.read_text() == "3"
+
+
+def test_runner_continues_the_chain_that_just_finished(tmp_path):
+    """Depth first among equals: stage 2 runs right after stage 1, before an unrelated row listed
+    earlier, so a long two-stage system does not end up last."""
+    trace = tmp_path / "trace"
+
+    def append(name):
+        return [sys.executable, "-c", f"open({str(trace)!r}, 'a').write({name!r} + ' ')"]
+
+    steps = [Step("stage 1", append("stage1")), Step("other", append("other")),
+             Step("stage 2", append("stage2"), deps=["stage 1"])]
+    Runner(tmp_path, jobs=1, poll=0.05).execute(steps)
+    assert trace.read_text().split() == ["stage1", "stage2", "other"]

@@ -262,7 +262,18 @@ class ASRBrain(TopicBrain):
         metrics.write_json(Path(self.hparams.output_folder) / "metrics.json", summary)
 
     def write_hyps(self, results):
-        """Write ``hyps_<split>.csv`` (ID, reference, beam-search hypothesis) of each split."""
+        """Write ``hyps_<split>.csv`` (ID, reference, beam-search hypothesis) of each split.
+
+        ``hyps.json`` records the checkpoint that decoded them and which audio each split held, so
+        :func:`transcribe` can take these hypotheses instead of decoding the same audio again.
+        """
+        from topic_id.transfer import best_checkpoint
+
+        ckpt = best_checkpoint(self.hparams.output_folder, self.hparams.ckpt_select)
+        record = {"checkpoint": str(Path(ckpt.path).resolve()), "audio": {}}
+        for split in results:
+            manifest = Path(getattr(self.hparams, f"{split}_csv"))
+            record["audio"][split] = audio_fingerprint(_read_rows(manifest)[1], manifest.parent)
         for split, result in results.items():
             records = result["records"]
             path = Path(self.hparams.output_folder) / f"hyps_{split}.csv"
@@ -270,6 +281,7 @@ class ASRBrain(TopicBrain):
                 writer = csv.writer(f, lineterminator="\n")
                 writer.writerow(["ID", "ref", "hyp"])
                 writer.writerows(zip(records["id"], records["ref"], records["hyp"]))
+        metrics.write_json(Path(self.hparams.output_folder) / "hyps.json", record)
 
 
 def load_asr(run_dir, device="cpu"):
@@ -303,6 +315,38 @@ def load_asr(run_dir, device="cpu"):
     for name in DECODE_MODULES:
         hparams["modules"][name].to(device).eval()
     return hparams, ckpt
+
+
+def _read_rows(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames), list(reader)
+
+
+def audio_fingerprint(rows, root):
+    """A digest of which audio file each row ID names (``$data_root`` resolved against ``root``).
+
+    A transcribed corpus copy links the original's audio, so both give the same digest.
+    """
+    lines = sorted(f"{r['ID']}\t{Path(r['wav'].replace('$data_root', str(root))).resolve()}" for r in rows)
+    return hashlib.sha1("\n".join(lines).encode()).hexdigest()
+
+
+def _run_hyps(asr_dir, ckpt, split, rows, root):
+    """The run's own beam-search hypotheses of ``rows`` (``{ID: hyp}``), if it decoded exactly
+    this audio with this checkpoint during its evaluation; else None."""
+    asr_dir = Path(asr_dir)
+    try:
+        record = json.loads((asr_dir / "hyps.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("checkpoint") != str(Path(ckpt).resolve()):
+        return None
+    if record.get("audio", {}).get(split) != audio_fingerprint(rows, root):
+        return None
+    _, hyps = _read_rows(asr_dir / f"hyps_{split}.csv")
+    hyps = {h["ID"]: h["hyp"] for h in hyps}
+    return hyps if all(r["ID"] in hyps for r in rows) else None
 
 
 @torch.no_grad()
@@ -340,7 +384,10 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
 
     Each manifest is rewritten atomically (all other columns and the row order unchanged), then
     recorded in ``<manifests>/<column>.json`` with the run and checkpoint that filled it; a rerun
-    skips a manifest recorded with the same run, checkpoint and rows, unless ``force``.
+    skips a manifest recorded with the same run, checkpoint and rows, unless ``force``. A split the
+    run itself decoded with this checkpoint when it was evaluated (its ``hyps_<split>.csv``, same
+    audio) takes those hypotheses: the text its reported WER was measured on, without decoding
+    the same audio twice.
 
     Arguments
     ---------
@@ -360,7 +407,7 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
     Returns
     -------
     dict
-        ``{manifest name: "decoded" | "skipped"}``.
+        ``{manifest name: "decoded" | "reused" | "skipped"}``.
     """
     from data_prep.manifest import write_csv
     from topic_id.dataio import load_audio
@@ -372,15 +419,18 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
     done = {}
     for split in ("train", "dev", "test"):
         path = manifests / f"{split}.csv"
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            header, rows = list(reader.fieldnames), list(reader)
+        header, rows = _read_rows(path)
         ids = hashlib.sha1("\n".join(r["ID"] for r in rows).encode()).hexdigest()
         wanted = {"asr": str(Path(asr_dir).resolve()), "checkpoint": str(Path(ckpt).resolve()), "ids": ids}
         if record.get(path.name) == wanted and not force:
             done[path.name] = "skipped"
             continue
-        order = sorted(range(len(rows)), key=lambda i: float(rows[i]["duration"]))
+        reused = _run_hyps(asr_dir, ckpt, split, rows, manifests)
+        if reused is not None:
+            for row in rows:
+                row[column] = reused[row["ID"]]
+            logger.info("%s: the run's own hypotheses (hyps_%s.csv), decoded by %s", path, split, ckpt)
+        order = [] if reused is not None else sorted(range(len(rows)), key=lambda i: float(rows[i]["duration"]))
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             wavs = [load_audio(rows[i]["wav"].replace("$data_root", str(manifests)),
@@ -393,6 +443,6 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
         record[path.name] = wanted
         with metrics.atomic_write(record_file) as f:
             json.dump(record, f, indent=2)
-        done[path.name] = "decoded"
+        done[path.name] = "decoded" if reused is None else "reused"
         logger.info("%s: %d rows transcribed by %s", path, len(rows), ckpt)
     return done

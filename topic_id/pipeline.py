@@ -242,8 +242,9 @@ class Runner:
             At the first failing step, after stopping the others that run.
         """
         by_label = {s.label: s for s in steps}
+        order = {s.label: i for i, s in enumerate(steps)}
         pending = dict(by_label)
-        finished = set()
+        finished = {}  # label -> when it finished (or was found finished)
         running = {}
         priority = _chain_lengths(steps)
         try:
@@ -258,13 +259,20 @@ class Runner:
                         raise StepFailed(f"{label} failed (exit {code}); see {self.log_path(by_label[label])}")
                     self.times[label] = time.time() - start
                     logger.info("%-44s done in %.1f s", label, self.times[label])
-                    finished.add(label)
+                    finished[label] = time.time()
                 ready = [s for s in pending.values()
                          if all(d in finished or d not in by_label for d in s.deps)]
-                for step in sorted(ready, key=lambda s: -priority[s.label]):
+                # Longest chain first; among equals, the step that continues the chain that
+                # finished last (depth first: a stage 2 starts as soon as its stage 1 is done,
+                # instead of waiting behind independent rows), then registry order.
+                def rank(s):
+                    return (-priority[s.label], -max((finished.get(d, 0) for d in s.deps), default=0),
+                            order[s.label])
+
+                for step in sorted(ready, key=rank):
                     if step.done is not None and Path(step.done).exists():
                         logger.info("%-44s finished earlier, skipped", step.label)
-                        finished.add(step.label)
+                        finished[step.label] = time.time()
                         del pending[step.label]
                         continue
                     if len(running) >= self.jobs:
