@@ -13,7 +13,7 @@ and timing are tested Python rather than shell. Stages:
 
 The stages' steps form a dependency graph (:func:`plan`): a row waits only for what it reads (the
 corpus, the ASR transcripts, the stage it starts from), and ``--jobs N`` runs up to N independent
-steps at once, longest chain first. On a CPU each job gets ``cores / N`` threads: small models use
+steps at once, depth first (see :meth:`Runner.execute`). On a CPU each job gets ``cores / N`` threads: small models use
 one core far better than two, so two one-thread jobs on two cores finish the demo table in about
 half the time of one two-thread job. A finished step (its marker file exists) is skipped; an
 interrupted training resumes from its checkpoints, because train.py does; the first failing step
@@ -262,11 +262,12 @@ class Runner:
                     finished[label] = time.time()
                 ready = [s for s in pending.values()
                          if all(d in finished or d not in by_label for d in s.deps)]
-                # Longest chain first; among equals, the step that continues the chain that
-                # finished last (depth first: a stage 2 starts as soon as its stage 1 is done,
-                # instead of waiting behind independent rows), then registry order.
+                # Depth first: the step that continues the chain that finished last (a stage 2,
+                # often long, starts as soon as its stage 1 is done instead of after the short
+                # independent rows, which then fill the end); then the longest chain; then
+                # registry order.
                 def rank(s):
-                    return (-priority[s.label], -max((finished.get(d, 0) for d in s.deps), default=0),
+                    return (-max((finished.get(d, 0) for d in s.deps), default=0), -priority[s.label],
                             order[s.label])
 
                 for step in sorted(ready, key=rank):
