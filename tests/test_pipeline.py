@@ -40,6 +40,10 @@ def test_plan_orders_every_step_after_what_it_reads(tmp_path):
     assert "train emb_transfer_pretrain seed 1" in deps["train emb_transfer seed 1"]
     assert {"train audio_text seed 1", "transcribe with asr"} <= deps["train audio_text_asr seed 1"]
     assert deps["report"] == set(order[:-1])
+    # The shared set-up is no chain to continue: the ASR, whose only input is the corpus, must not
+    # wait behind every row that also needs the stand-ins (finished later).
+    assert {s.label for s in steps if not s.continues} == {
+        "prepare corpus", "stand-in text encoder", "stand-in wav2vec2"}
 
 
 def test_plan_runs_every_row_per_seed_and_the_asr_once(tmp_path):
@@ -132,3 +136,20 @@ def test_runner_continues_the_chain_that_just_finished(tmp_path):
              Step("stage 2", append("stage2"), deps=["stage 1"])]
     Runner(tmp_path, jobs=1, poll=0.05).execute(steps)
     assert trace.read_text().split() == ["stage1", "stage2", "other"]
+
+
+def test_runner_does_not_follow_set_up_steps_depth_first(tmp_path):
+    """A step after a set-up step is not "continuing a chain": the longer chain still goes first."""
+    trace = tmp_path / "trace"
+
+    def append(name):
+        return [sys.executable, "-c", f"open({str(trace)!r}, 'a').write({name!r} + ' ')"]
+
+    steps = [Step("corpus", append("corpus"), continues=False),
+             Step("asr", append("asr"), deps=["corpus"]),
+             Step("transcribe", append("transcribe"), deps=["asr"]),
+             Step("stand-in", append("standin"), deps=["corpus"], continues=False),
+             Step("row", append("row"), deps=["corpus", "stand-in"])]
+    steps[3], steps[1] = steps[1], steps[3]  # the stand-in is listed (and so runs) before the ASR
+    Runner(tmp_path, jobs=1, poll=0.05).execute(steps)
+    assert trace.read_text().split() == ["corpus", "standin", "asr", "transcribe", "row"]

@@ -57,6 +57,9 @@ class Step:
         i.e. belong to stages outside ``--stage .. --stop_stage``).
     before : callable or None
         Called just before the command starts (e.g. to make a corpus copy).
+    continues : bool
+        A step of a system's chain (training, transcription): the steps after it are run as soon
+        as it finishes (see :meth:`Runner.execute`). False for the shared set-up steps.
     """
 
     label: str
@@ -64,6 +67,7 @@ class Step:
     done: Path = None
     deps: list = field(default_factory=list)
     before: object = None
+    continues: bool = True
 
 
 def transcribed_copy(data, copy):
@@ -128,7 +132,7 @@ def plan(args, rows=None):
     steps = []
     prep = "prepare corpus"
     if 1 in wanted:
-        steps.append(Step(prep, prepare_command(args, data), data / "summary.json"))
+        steps.append(Step(prep, prepare_command(args, data), data / "summary.json", continues=False))
     standins = []
     if 2 in wanted and args.profile == "demo":
         for label, module, folder in (("stand-in text encoder", "topic_id.text", "standin_bert"),
@@ -136,7 +140,7 @@ def plan(args, rows=None):
             cmd = [sys.executable, "-m", module, "build-standin", "--out", data / folder]
             if module == "topic_id.text":
                 cmd[4:4] = ["--manifests", data]
-            steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep]))
+            steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep], continues=False))
             standins.append(label)
     asr = next(r for r in rows if r["name"] == "asr")
     asr_run = out / "results" / "asr" / first
@@ -262,13 +266,15 @@ class Runner:
                     finished[label] = time.time()
                 ready = [s for s in pending.values()
                          if all(d in finished or d not in by_label for d in s.deps)]
-                # Depth first: the step that continues the chain that finished last (a stage 2,
-                # often long, starts as soon as its stage 1 is done instead of after the short
-                # independent rows, which then fill the end); then the longest chain; then
-                # registry order.
+                # Depth first: the step that continues the system chain that finished last (a
+                # stage 2, often long, starts as soon as its stage 1 is done instead of after the
+                # short independent rows, which then fill the end); then the longest chain (so the
+                # ASR and multi-task stage 1 start first); then registry order. Set-up steps
+                # (corpus, stand-ins) do not count as chains: everything continues them.
                 def rank(s):
-                    return (-max((finished.get(d, 0) for d in s.deps), default=0), -priority[s.label],
-                            order[s.label])
+                    recent = max((finished.get(d, 0) for d in s.deps
+                                  if d in by_label and by_label[d].continues), default=0)
+                    return (-recent, -priority[s.label], order[s.label])
 
                 for step in sorted(ready, key=rank):
                     if step.done is not None and Path(step.done).exists():
