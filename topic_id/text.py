@@ -741,7 +741,7 @@ def build_standin(
         "n_texts": len(corpus),
         "texts_sha256": hashlib.sha256("\n".join(corpus).encode("utf-8")).hexdigest(),
     }
-    if _standin_settings(out_dir) == settings:
+    if standin_settings(out_dir) == settings:
         logger.info("stand-in text encoder %s is up to date", out_dir)
         return out_dir
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -793,7 +793,7 @@ def build_standin(
         }
         with atomic_write(tmp / STANDIN_MARKER) as f:
             json.dump(marker, f, indent=2, ensure_ascii=False)
-        _swap_dir(tmp, out_dir, settings)
+        swap_dir(tmp, out_dir, settings)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("built %s (%d-token vocabulary) in %s", STANDIN_DESCRIPTION, config.vocab_size, out_dir)
@@ -895,15 +895,16 @@ def train_wordpiece_vocab(texts, vocab_size, min_frequency=2):
     return vocab
 
 
-def _standin_settings(folder):
+def standin_settings(folder):
+    """The ``settings`` recorded in a stand-in folder's marker file, or None (no finished build)."""
     try:
         return json.loads((Path(folder) / STANDIN_MARKER).read_text(encoding="utf-8"))["settings"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _swap_dir(new, target, settings):
-    """Move the finished folder ``new`` to ``target``, replacing an older build."""
+def swap_dir(new, target, settings):
+    """Move the finished folder ``new`` to ``target``, replacing an older build (any stand-in)."""
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -912,7 +913,7 @@ def _swap_dir(new, target, settings):
         os.rename(new, target)
     except OSError:
         # Another process finished the same build first: keep its result if it matches.
-        if _standin_settings(target) != settings:
+        if standin_settings(target) != settings:
             raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

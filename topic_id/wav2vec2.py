@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2 as _SBWav2Vec2
 
+from topic_id.text import STANDIN_MARKER, standin_settings, swap_dir
+
 logger = logging.getLogger(__name__)
 
-STANDIN_MARKER = "STANDIN.json"
 STANDIN_DESCRIPTION = "stand-in wav2vec2 (random init, no pretraining)"
 _WEIGHTS = (".safetensors", ".bin")
 
@@ -231,7 +232,7 @@ def build_standin(out_dir, hidden_size=64, num_layers=2, num_heads=4, intermedia
         "conv_dim": int(conv_dim),
         "seed": int(seed),
     }
-    if _standin_settings(out_dir) == settings:
+    if standin_settings(out_dir) == settings:
         logger.info("stand-in audio encoder %s is up to date", out_dir)
         return out_dir
     if hidden_size % num_heads:
@@ -273,20 +274,11 @@ def build_standin(out_dir, hidden_size=64, num_layers=2, num_heads=4, intermedia
         marker = {"standin": True, "description": STANDIN_DESCRIPTION,
                   "not": "facebook/wav2vec2-xls-r-300m or any pretrained model", "settings": settings}
         (tmp / STANDIN_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
+        swap_dir(tmp, out_dir, settings)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("built %s in %s", STANDIN_DESCRIPTION, out_dir)
     return out_dir
-
-
-def _standin_settings(folder):
-    try:
-        return json.loads((Path(folder) / STANDIN_MARKER).read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def main(argv=None):
