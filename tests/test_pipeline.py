@@ -5,6 +5,7 @@ The steps' commands here are tiny Python one-liners; the real rows are trained b
 tests/test_recipes.py through the same registry.
 """
 
+import csv
 import sys
 import time
 
@@ -102,6 +103,27 @@ def test_runner_skips_finished_steps(tmp_path):
     runner.execute([Step("old", [sys.executable, "-c", "raise SystemExit(3)"], done),
                     Step("new", _touch(after), after, deps=["old"])])
     assert "old" not in runner.times and after.is_file()
+
+
+def test_runner_records_what_became_of_each_step(tmp_path):
+    done, after = tmp_path / "done", tmp_path / "after"
+    done.write_text("earlier")
+    Runner(tmp_path, jobs=1, poll=0.05).execute([Step("old", _touch(done), done),
+                                                 Step("new", _touch(after, 0.3), after, deps=["old"])])
+    with open(tmp_path / "logs" / "steps.csv", newline="") as f:
+        rows = {r["step"]: r for r in csv.DictReader(f)}
+    assert rows["old"]["status"] == "skipped" and rows["old"]["seconds"] == ""
+    assert rows["new"]["status"] == "ran" and float(rows["new"]["seconds"]) >= 0.3
+    assert float(rows["new"]["finished"]) - float(rows["new"]["started"]) == pytest.approx(
+        float(rows["new"]["seconds"]), abs=0.11)
+    Runner(tmp_path, jobs=1)  # a new invocation starts a new record
+    assert (tmp_path / "logs" / "steps.csv").read_text().strip() == ",".join(pipeline.STEP_FIELDS)
+
+
+def test_the_report_step_reads_the_step_record(tmp_path):
+    report = pipeline.plan(_args(tmp_path))[-1]
+    assert report.label == "report"
+    assert report.cmd[-2:] == ["--timings", tmp_path.resolve() / "logs" / "steps.csv"]
 
 
 def test_runner_stops_at_the_first_failure_naming_its_log(tmp_path):

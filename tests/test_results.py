@@ -133,6 +133,22 @@ def test_report_files_and_missing_runs(tree):
     assert "`stray`: folder not in the registry" in report
 
 
+def test_report_adds_the_run_time_of_each_step(tree, tmp_path):
+    root, registry, _ = tree
+    timings = tmp_path / "steps.csv"
+    timings.write_text("step,status,seconds,started,finished\n"
+                       "prepare corpus,skipped,,,\n"
+                       "train asr seed 1,ran,300.0,1000.0,1300.0\n"
+                       "train text_man seed 1,ran,60.0,1010.0,1070.0\n")
+    write_report(root, tmp_path / "report", corpus="demo", registry=registry, timings=timings)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| train asr seed 1 | 300.0 |" in report and "| train text_man seed 1 | 60.0 |" in report
+    assert "2 steps ran in 5.0 min of wall time" in report and "(6.0 min if run one after another)" in report
+    assert "Finished earlier and skipped: prepare corpus." in report
+    write_report(root, tmp_path / "plain", corpus="demo", registry=registry)
+    assert "Run time" not in (tmp_path / "plain" / "report.md").read_text()
+
+
 def test_fig3_skips_missing_systems(tree):
     root, registry, _ = tree
     (root / "emb_transfer" / "1" / "embeddings_test.pt").unlink()
@@ -168,6 +184,8 @@ def test_cli_exit_codes(tree, tmp_path, capsys):
         err = capsys.readouterr().err
         assert "topic-id report: error:" in err and "Traceback" not in err
         assert len([line for line in err.splitlines() if line.startswith("topic-id")]) == 1
+    assert cli.main(["report", str(root), "--timings", str(tmp_path / "none.csv")]) == 1
+    assert "none.csv does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["report", str(root), "--corpus", "nope"])
     assert exit_info.value.code == 2

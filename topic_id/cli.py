@@ -36,7 +36,9 @@ def _report(args):
     results = Path(args.results_dir)
     if not results.is_dir():
         raise CommandError(f"{results} is not a folder; give the results tree <out>/results")
-    table, _ = write_report(results, args.out, corpus=args.corpus)
+    if args.timings and not Path(args.timings).is_file():
+        raise CommandError(f"{args.timings} does not exist; give run_table.sh's <out>/logs/steps.csv")
+    table, _ = write_report(results, args.out, corpus=args.corpus, timings=args.timings)
     print(table)
     return 0
 
@@ -55,6 +57,8 @@ def _add_report(commands):
                         "not comparable with the paper's (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="report folder (default: RESULTS_DIR/report)")
+    parser.add_argument("--timings", metavar="CSV", default=None,
+                        help="run_table.sh's <out>/logs/steps.csv: each step's wall time in report.md")
     parser.set_defaults(handler=_report)
 
 

@@ -21,6 +21,7 @@ stops everything (running steps are stopped too) and names its log.
 """
 
 import argparse
+import csv
 import logging
 import os
 import shutil
@@ -34,6 +35,9 @@ from topic_id.registry import ROOT, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
 STAGES = ("prepare", "standins", "asr", "transcribe", "systems", "report")
+STEP_FIELDS = ("step", "status", "seconds", "started", "finished")
+"""Columns of ``logs/steps.csv``: each step of the latest invocation, ``ran`` or ``skipped``, its
+wall seconds and its start/end as Unix times (``topic-id report --timings`` reads it)."""
 
 
 class StepFailed(Exception):
@@ -177,7 +181,8 @@ def plan(args, rows=None):
                                   run_dir / "metrics.json", deps))
     if 6 in wanted:
         steps.append(Step("report", [sys.executable, "-m", "topic_id.cli", "report", out / "results",
-                                     "--corpus", args.corpus], None, [s.label for s in steps]))
+                                     "--corpus", args.corpus, "--timings", out / "logs" / "steps.csv"],
+                          None, [s.label for s in steps]))
     return steps
 
 
@@ -201,7 +206,8 @@ class Runner:
     Arguments
     ---------
     out : str or Path
-        The table's output folder; logs go to ``<out>/logs``.
+        The table's output folder; logs go to ``<out>/logs``, and what became of each step to
+        ``<out>/logs/steps.csv`` (:data:`STEP_FIELDS`).
     jobs : int
         How many steps may run at once.
     threads : int or None
@@ -220,6 +226,23 @@ class Runner:
             self.env["OMP_NUM_THREADS"] = str(threads)
         self.poll = poll
         self.times = {}
+        # What this invocation did with each step, rewritten as steps end, for the report's run time.
+        self.record = self.logs / "steps.csv"
+        self._rows = []
+        self._write_record()
+
+    def _write_record(self):
+        with open(self.record, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=STEP_FIELDS)
+            writer.writeheader()
+            writer.writerows(self._rows)
+
+    def _note(self, label, status, start=None, end=None):
+        self._rows.append({"step": label, "status": status,
+                           "seconds": f"{end - start:.1f}" if start is not None else "",
+                           "started": f"{start:.1f}" if start is not None else "",
+                           "finished": f"{end:.1f}" if end is not None else ""})
+        self._write_record()
 
     def log_path(self, step):
         """Where ``step`` writes its output."""
@@ -261,9 +284,11 @@ class Runner:
                     del running[label]
                     if code != 0:
                         raise StepFailed(f"{label} failed (exit {code}); see {self.log_path(by_label[label])}")
-                    self.times[label] = time.time() - start
+                    end = time.time()
+                    self.times[label] = end - start
                     logger.info("%-44s done in %.1f s", label, self.times[label])
-                    finished[label] = time.time()
+                    self._note(label, "ran", start, end)
+                    finished[label] = end
                 ready = [s for s in pending.values()
                          if all(d in finished or d not in by_label for d in s.deps)]
                 # Depth first: the step that continues the system chain that finished last (a
@@ -279,6 +304,7 @@ class Runner:
                 for step in sorted(ready, key=rank):
                     if step.done is not None and Path(step.done).exists():
                         logger.info("%-44s finished earlier, skipped", step.label)
+                        self._note(step.label, "skipped")
                         finished[step.label] = time.time()
                         del pending[step.label]
                         continue

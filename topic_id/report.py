@@ -224,7 +224,25 @@ def _confusions(collection, out):
     return images, notes
 
 
-def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY):
+def _markdown_run_time(timings):
+    """The run-time section from run_table.sh's ``logs/steps.csv`` (topic_id.pipeline.STEP_FIELDS)."""
+    with open(timings, newline="", encoding="utf-8") as f:
+        steps = list(csv.DictReader(f))
+    ran = [s for s in steps if s["status"] == "ran"]
+    lines = [_markdown(["step", "wall s"], [[s["step"], s["seconds"]] for s in ran])]
+    if ran:
+        wall = max(float(s["finished"]) for s in ran) - min(float(s["started"]) for s in ran)
+        busy = sum(float(s["seconds"]) for s in ran)
+        lines.append(f"{len(ran)} steps ran in {wall / 60:.1f} min of wall time, from the first "
+                     f"start to the last finish before this report ({busy / 60:.1f} min if run one "
+                     "after another).")
+    skipped = [s["step"] for s in steps if s["status"] == "skipped"]
+    if skipped:
+        lines.append(f"Finished earlier and skipped: {', '.join(skipped)}.")
+    return "\n\n".join(lines)
+
+
+def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY, timings=None):
     """Write the report of ``results_dir``: Markdown, CSV and PNG files (see the module docstring).
 
     Arguments
@@ -237,6 +255,8 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY):
         ``lp`` adds the paper's published numbers; ``demo`` notes that scores are not comparable.
     registry : str, Path or list
         The registry.
+    timings : str or Path, optional
+        run_table.sh's ``logs/steps.csv``: adds each step's wall time to ``report.md``.
 
     Returns
     -------
@@ -289,6 +309,8 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY):
     missing += [f"- {n}" for n in notes + fig3_notes + image_notes]
     missing += [f"- `{n}`: folder not in the registry, ignored" for n in collection.unregistered]
     md += ["## Missing or partial runs", "\n".join(missing) or "None."]
+    if timings:
+        md += ["## Run time (recipes/run_table.sh)", _markdown_run_time(timings)]
     with atomic_write(out / "report.md") as f:
         f.write("\n\n".join(md) + "\n")
     logger.info("report written to %s", out)
