@@ -17,8 +17,8 @@ from benchmarks import common
 
 SECTIONS = ("text", "pipeline", "batching", "inference", "gpu")
 SETTINGS = {
-    "full": {"corpus": "default", "repeats": 2, "batching_repeats": 1, "bert_train": 64,
-             "audio_train": 160, "files": 16, "workers": (0, 2), "paper_sizes": True,
+    "full": {"corpus": "default", "repeats": 3, "batching_repeats": 2, "bert_train": 64,
+             "audio_train": None, "files": 16, "workers": (0, 2), "paper_sizes": True,
              "text_paper_batch": True},
     "quick": {"corpus": "tiny", "repeats": 1, "batching_repeats": 1, "bert_train": 16,
               "audio_train": None, "files": 4, "workers": (0,), "paper_sizes": False,

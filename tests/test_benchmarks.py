@@ -1,0 +1,36 @@
+"""The CPU benchmark sections run end to end (``python -m benchmarks``), on the tiny corpus.
+
+A smoke test: the figures themselves are machine-dependent and are read from the printed table,
+never asserted (speed goals are not test assertions).
+"""
+
+import math
+
+from benchmarks import cpu
+
+
+def _check(rows, n):
+    assert len(rows) == n
+    for row in rows:
+        assert row.value and row.measurement and row.baseline
+        assert row.ratio is None or (math.isfinite(row.ratio) and row.ratio > 0)
+
+
+def test_text_cache_section(tiny_corpus, tmp_path):
+    rows = cpu.text_cache(tiny_corpus, tmp_path, tiny_corpus / "standin_bert", "tiny stand-in", 1,
+                          ("batch", "utterance"), whole_run=True)
+    _check(rows, 3)
+    assert "cached vs" in rows[0].value and rows[0].goal == "≥ 20×"
+
+
+def test_data_pipeline_section(tiny_corpus, tmp_path):
+    rows = cpu.pipeline_overhead(tiny_corpus, tmp_path, 1, workers=(0,))
+    _check(rows, 3)
+    assert "audio decoded every epoch" in rows[0].measurement
+    assert "items from memory" in rows[1].measurement and "items from memory" in rows[2].measurement
+
+
+def test_batching_section(tiny_corpus, tmp_path):
+    rows = cpu.batching(tiny_corpus, tmp_path, 1)
+    _check(rows, 3)
+    assert rows[2].met  # the simulated LP-like durations: padding ≤ 10 % at the paper profile
