@@ -10,6 +10,7 @@ last checkpoint; after a finished run it goes straight to evaluation. Under
 Outputs: ``hyperparams.yaml run.json log.txt env.log save/ metrics.json predictions.csv confusion.png``.
 """
 
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -61,6 +62,9 @@ def main(argv=None):
         overrides=overrides,
         save_env_desc=False,  # pip freeze in a subprocess: ~2 s a run; written below instead
     )
+    # SpeechBrain logs everything at DEBUG into log.txt; matplotlib's font search (confusion.png)
+    # would add some 200 lines of it to every run's log.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     output = Path(hparams["output_folder"])
     sb.utils.distributed.run_on_main(write_environment, args=[output])
     # The YAML and overrides this run was built from, for `topic-id export` (topic_id/export.py).

@@ -15,7 +15,6 @@ from speechbrain.dataio.batch import PaddedBatch
 from topic_id import transfer
 from topic_id.dataio import hours_subset
 from topic_id.experiment import resolve_overrides
-from topic_id.nnet import masked_mean
 from conftest import ROOT
 
 TDNN_PARAMS = 4_231_068
@@ -78,7 +77,6 @@ def test_full_size_parameter_counts(path, expected, tmp_path):
         assert sum(p.numel() for p in hparams["modules"]["audio_encoder"].parameters()) == CRDNN_PARAMS
 
 
-@pytest.mark.slow
 def test_xls_r_300m_parameter_count(tiny_corpus, tmp_path):
     """XLS-R 300M built from its config (no weights): 315,438,720 in the fine-tuned encoder; Table I's
     317M is the hub checkpoint with the pretraining quantizer and projections (317,390,592)."""

@@ -21,6 +21,7 @@ def test_row_trains_and_writes_its_outputs(row, registry_runs):
     run_dir, corpus = registry_runs(row["name"])
     for name in EXPECTED:
         assert (run_dir / name).is_file(), name
+    assert "matplotlib.font_manager" not in (run_dir / "log.txt").read_text()  # no font-search DEBUG
     env = (run_dir / "env.log").read_text()
     assert "Python version:" in env and "torch==" in env and "speechbrain==" in env
     result = json.loads((run_dir / "metrics.json").read_text())
