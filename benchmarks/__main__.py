@@ -44,6 +44,8 @@ def build_parser():
     parser.add_argument("--machine", help="machine name for the file (default: from the hardware)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--asr", type=Path, help="a trained ASR run (e.g. demo_out/results/asr/1) for "
+                        "the ASR transcription RTF; default: an ASR trained one epoch here (upper bound)")
     return parser
 
 
@@ -63,7 +65,7 @@ def prepare_corpus(data, work, size):
     return corpus
 
 
-def run_sections(sections, settings, work, data):
+def run_sections(sections, settings, work, data, asr=None):
     """Run the chosen sections, yielding each section's table rows as soon as they are measured."""
     from benchmarks import cpu
 
@@ -90,7 +92,7 @@ def run_sections(sections, settings, work, data):
     if "batching" in sections:
         yield cpu.batching(corpus, work / "batching", settings["batching_repeats"])
     if "inference" in sections:
-        yield cpu.inference_rtf(corpus, work / "inference", settings["files"], settings["paper_sizes"])
+        yield cpu.inference_rtf(corpus, work / "inference", settings["files"], settings["paper_sizes"], asr)
     if "gpu" in sections:
         import torch
 
@@ -131,7 +133,7 @@ def main(argv=None):
     try:
         # The table is rewritten after every section, so an interrupted run keeps what it measured.
         for section_rows in run_sections(sections, SETTINGS["quick" if args.quick else "full"], work,
-                                         args.data):
+                                         args.data, args.asr):
             rows += section_rows
             write()
     finally:

@@ -304,14 +304,56 @@ PAPER_SYSTEMS = (
 """Systems also timed at the paper's sizes (untrained: the forward pass only)."""
 
 
-def inference_rtf(corpus, work, n_files, paper_sizes=True):
+def asr_rtf(small, work, files, asr_run=None):
+    """Real-time factor of the ASR beam search that the ASR-backed systems run on new audio.
+
+    The text pipeline fed audio, audio+text with ASR text and the multi-task system (its own ASR,
+    the same architecture) each transcribe a file before classifying it: this is their extra
+    time, one file at a time, at the demo's beam. ``asr_run`` names a trained ASR run (e.g.
+    ``demo_out/results/asr/1``); without one, an ASR is trained one epoch at the demo profile's
+    sizes, and an ASR that has not learned to stop decodes every file to the length cap, so its
+    figure is an upper bound.
+
+    Returns
+    -------
+    Row
+    """
+    from topic_id.asr import decode, load_asr
+
+    trained = asr_run is not None
+    if not trained:
+        asr_run = work / "asr"
+        _trainer().main([str(ROOT / "hparams/asr.yaml"), f"--data_folder={small}", f"--output_folder={asr_run}",
+                         "--profile=demo", "--device=cpu", "--number_of_epochs=1"])
+        quiet_logs()
+    hparams, _ = load_asr(asr_run)
+    wavs = [dataio.load_audio(row["wav"], hparams["sample_rate"]) for row in files]
+    audio = sum(len(w) for w in wavs) / hparams["sample_rate"]
+    with torch.no_grad():
+        decode(hparams, wavs[:1])
+        start = time.perf_counter()
+        for wav in wavs:
+            decode(hparams, [wav])
+        rtf = (time.perf_counter() - start) / audio
+    params = _params({name: hparams["modules"][name] for name in ("audio_encoder", "embedding", "decoder",
+                                                                  "ctc_lin", "seq_lin")})
+    what = (f"trained ({asr_run})" if trained else
+            "trained 1 epoch: decodes to the length cap, an upper bound")
+    return Row("inference", f"ASR transcription for the text pipeline (from audio), audio+text (ASR "
+               f"text), multi-task: beam {hparams['beam_size']}, demo ASR ({params} params), {what}, "
+               f"{len(files)} files one at a time", "real time (RTF = processing s / audio s)",
+               f"RTF {rtf:.4f}", rtf)
+
+
+def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
     """Real-time factor from audio file to topic posteriors, per system, on this CPU.
 
     Each system of :data:`PREDICT_SYSTEMS` is trained for one epoch at the demo profile's sizes on
     a few rows (a model's speed does not depend on its training), then loaded as ``topic-id
     predict`` loads it (:func:`topic_id.inference.load_model`, exported from the run) and timed on
     test files one at a time: reading, resampling, features, model, posteriors. The text system is
-    given the manual transcript (with audio only, its time adds the ASR's). With ``paper_sizes``,
+    given the manual transcript; the systems that transcribe audio first add the ASR's time, timed
+    by :func:`asr_rtf`. With ``paper_sizes``,
     :data:`PAPER_SYSTEMS` at the paper's sizes are timed through the system's Brain without
     training (the same forward pass, random weights).
 
@@ -325,6 +367,8 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True):
         Test files per system.
     paper_sizes : bool
         Add the paper-size rows.
+    asr_run : Path, optional
+        A trained ASR run for :func:`asr_rtf`.
 
     Returns
     -------
@@ -332,15 +376,24 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True):
     """
     from topic_id import inference
 
+    from transformers import AutoConfig
+
+    from topic_id.experiment import top_level_keys
+
     files = _test_rows(corpus, n_files)
     audio = sum(r["duration"] for r in files)
     small = subset_corpus(corpus, work / "corpus", 16, 8)
+    # The widths of the corpus's stand-ins (the demo profile assumes the demo's own).
+    dims = {key: AutoConfig.from_pretrained(corpus / folder, local_files_only=True).hidden_size
+            for key, folder in (("text_dim", "standin_bert"), ("wav2vec2_dim", "standin_wav2vec2"))}
     trainer = _trainer()
     rows = []
     for i, (name, yaml_file, reads_text) in enumerate(PREDICT_SYSTEMS):
         run = work / f"run{i}"
+        keys = top_level_keys(ROOT / yaml_file)
         trainer.main([str(ROOT / yaml_file), f"--data_folder={small}", f"--output_folder={run}",
-                      "--profile=demo", "--device=cpu", "--number_of_epochs=1"])
+                      "--profile=demo", "--device=cpu", "--number_of_epochs=1",
+                      *(f"--{key}={dim}" for key, dim in dims.items() if key in keys)])
         quiet_logs()
         model = inference.load_model(run, device="cpu")
         params = _params(dict(model.mods.items()))
@@ -358,6 +411,7 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True):
         rows.append(Row("inference", f"topic-id predict: {name}, demo profile ({params} "
                         f"params), {len(files)} files of {audio / len(files):.1f} s, one at a time",
                         "real time (RTF = processing s / audio s)", f"RTF {rtf:.4f}", rtf))
+    rows.append(asr_rtf(small, work, files, asr_run))
     for i, (name, yaml_file) in enumerate(PAPER_SYSTEMS if paper_sizes else ()):
         hp = load_system(yaml_file, corpus, work / f"paper{i}")
         brain = make_brain(hp)

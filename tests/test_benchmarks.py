@@ -34,3 +34,9 @@ def test_batching_section(tiny_corpus, tmp_path):
     rows = cpu.batching(tiny_corpus, tmp_path, 1)
     _check(rows, 3)
     assert rows[2].met  # the simulated LP-like durations: padding ≤ 10 % at the paper profile
+
+
+def test_inference_section(tiny_corpus, tmp_path):
+    rows = cpu.inference_rtf(tiny_corpus, tmp_path, 2, paper_sizes=False)
+    _check(rows, len(cpu.PREDICT_SYSTEMS) + 1)
+    assert "ASR transcription" in rows[-1].measurement and "upper bound" in rows[-1].measurement
