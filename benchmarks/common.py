@@ -57,10 +57,14 @@ class Row:
     met: bool = None
 
 
+QUIET_LOGGERS = ("speechbrain", "topic_id", "data_prep", "transformers")
+"""The loggers :func:`quiet_logs` raises to ERROR."""
+
+
 def quiet_logs():
     """Keep library logging and progress bars out of the table output."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("speechbrain", "topic_id", "data_prep", "transformers"):
+    for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -4,9 +4,23 @@ A smoke test: the figures themselves are machine-dependent and are read from the
 never asserted (speed goals are not test assertions).
 """
 
+import logging
 import math
 
-from benchmarks import cpu
+import pytest
+
+from benchmarks import common, cpu
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging(monkeypatch):
+    """The sections quiet library logging for their table (benchmarks.common.quiet_logs): process-wide
+    settings that later tests' log captures rely on, so they are put back."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    levels = {name: logging.getLogger(name).level for name in common.QUIET_LOGGERS}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _check(rows, n):
