@@ -90,3 +90,22 @@ def _save_or_die(obj, path):
         path.write_bytes(b"trunc")
         raise KeyboardInterrupt
     torch.save(obj.state_dict(), path)
+
+
+def test_processes_wait_until_the_checkpoint_is_marked_complete(tmp_path, monkeypatch):
+    """Under DDP only the main process renames CKPT.yaml.partial; a barrier after it keeps the other
+    processes from listing checkpoints before it (their listings drive collective calls in
+    delete_checkpoints, and a stale one deadlocked a torchrun run)."""
+    import torch
+
+    from topic_id import checkpoints
+
+    seen = []
+    monkeypatch.setattr(checkpoints, "ddp_barrier",
+                        lambda: seen.append(sorted(p.name for p in tmp_path.glob("CKPT+*/CKPT.yaml*"))))
+    ckpt = checkpoints.Checkpointer(tmp_path, recoverables={"layer": torch.nn.Linear(2, 2)})
+    ckpt.save_checkpoint(meta={"step": 1})
+    assert seen == [["CKPT.yaml"]]  # the barrier came after the rename
+    # A non-main process (SpeechBrain's save returns None there) reaches the same barrier.
+    monkeypatch.setattr(checkpoints.Checkpointer.__mro__[1], "save_checkpoint", lambda self, *a, **k: None)
+    assert ckpt.save_checkpoint(meta={"step": 2}) is None and len(seen) == 2

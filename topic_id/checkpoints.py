@@ -15,7 +15,7 @@ import shutil
 
 from speechbrain.utils.checkpoints import CKPT_PREFIX, METAFNAME, Checkpoint
 from speechbrain.utils.checkpoints import Checkpointer as _Checkpointer
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 logger = logging.getLogger(__name__)
 PARTIAL = METAFNAME + ".partial"
@@ -36,6 +36,11 @@ class Checkpointer(_Checkpointer):
         if ckpt is not None:
             os.replace(ckpt.path / PARTIAL, ckpt.path / METAFNAME)
             ckpt = Checkpoint(ckpt.path, ckpt.meta, ckpt.paramfiles)
+        # Under DDP only the main process renames; the others must not list the checkpoints before
+        # it has. ``delete_checkpoints`` makes one collective call per checkpoint it deletes, from
+        # each process's own listing: a listing without the newest checkpoint deletes one fewer,
+        # and the processes deadlocked (seen under torchrun: one rank in a broadcast, one in a barrier).
+        ddp_barrier()
         return ckpt
 
     def _remove_incomplete(self):
