@@ -318,14 +318,12 @@ def asr_rtf(small, work, files, asr_run=None):
     -------
     Row
     """
-    from topic_id.asr import decode, load_asr
+    from topic_id.asr import DECODE_MODULES, decode, load_asr
 
     trained = asr_run is not None
     if not trained:
         asr_run = work / "asr"
-        _trainer().main([str(ROOT / "hparams/asr.yaml"), f"--data_folder={small}", f"--output_folder={asr_run}",
-                         "--profile=demo", "--device=cpu", "--number_of_epochs=1"])
-        quiet_logs()
+        _train_one_epoch("hparams/asr.yaml", small, asr_run)
     hparams, _ = load_asr(asr_run)
     wavs = [dataio.load_audio(row["wav"], hparams["sample_rate"]) for row in files]
     audio = sum(len(w) for w in wavs) / hparams["sample_rate"]
@@ -335,8 +333,7 @@ def asr_rtf(small, work, files, asr_run=None):
         for wav in wavs:
             decode(hparams, [wav])
         rtf = (time.perf_counter() - start) / audio
-    params = _params({name: hparams["modules"][name] for name in ("audio_encoder", "embedding", "decoder",
-                                                                  "ctc_lin", "seq_lin")})
+    params = _params({name: hparams["modules"][name] for name in DECODE_MODULES})
     what = (f"trained ({asr_run})" if trained else
             "trained 1 epoch: decodes to the length cap, an upper bound")
     return Row("inference", f"ASR transcription for the text pipeline (from audio), audio+text (ASR "
@@ -386,15 +383,11 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
     # The widths of the corpus's stand-ins (the demo profile assumes the demo's own).
     dims = {key: AutoConfig.from_pretrained(corpus / folder, local_files_only=True).hidden_size
             for key, folder in (("text_dim", "standin_bert"), ("wav2vec2_dim", "standin_wav2vec2"))}
-    trainer = _trainer()
     rows = []
     for i, (name, yaml_file, reads_text) in enumerate(PREDICT_SYSTEMS):
         run = work / f"run{i}"
         keys = top_level_keys(ROOT / yaml_file)
-        trainer.main([str(ROOT / yaml_file), f"--data_folder={small}", f"--output_folder={run}",
-                      "--profile=demo", "--device=cpu", "--number_of_epochs=1",
-                      *(f"--{key}={dim}" for key, dim in dims.items() if key in keys)])
-        quiet_logs()
+        _train_one_epoch(yaml_file, small, run, *(f"--{key}={dim}" for key, dim in dims.items() if key in keys))
         model = inference.load_model(run, device="cpu")
         params = _params(dict(model.mods.items()))
 
@@ -430,11 +423,14 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
     return rows
 
 
-def _trainer():
+def _train_one_epoch(yaml_file, data_folder, output_folder, *overrides):
+    """Train a system one epoch at the demo profile's sizes with ``recipes/train.py``, in this process."""
     spec = importlib.util.spec_from_file_location("topic_id_train", ROOT / "recipes" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    trainer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trainer)
+    trainer.main([str(ROOT / yaml_file), f"--data_folder={data_folder}", f"--output_folder={output_folder}",
+                  "--profile=demo", "--device=cpu", "--number_of_epochs=1", *overrides])
+    quiet_logs()  # train.py set SpeechBrain's logging up again
 
 
 def _classify(brain, row, sample_rate, stage=sb.Stage.TEST):

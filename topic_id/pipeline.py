@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from topic_id.metrics import atomic_write
 from topic_id.registry import ROOT, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
@@ -232,7 +233,7 @@ class Runner:
         self._write_record()
 
     def _write_record(self):
-        with open(self.record, "w", newline="", encoding="utf-8") as f:
+        with atomic_write(self.record, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=STEP_FIELDS)
             writer.writeheader()
             writer.writerows(self._rows)
