@@ -582,21 +582,19 @@ def bow_baseline(splits):
         ``model``, ``train_rows``, ``dev_accuracy``, ``test_accuracy`` (None for an empty split);
         None when train has fewer than two topics with transcripts.
     """
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
+    # The model of the bag-of-words rows of Table I (hparams/bow.yaml defaults), so that both agree.
+    from topic_id.bow import fit_model
 
     train = [r for r in splits.get("train", []) if r.words]
     if len({r.topic for r in train}) < 2:
         return None
-    vectorizer = CountVectorizer()
-    model = LogisticRegression(max_iter=2000)
-    model.fit(vectorizer.fit_transform([r.words for r in train]), [r.topic for r in train])
+    model = fit_model([r.words for r in train], [r.topic for r in train])
     result = {"model": "scikit-learn CountVectorizer + LogisticRegression", "train_rows": len(train)}
     for split in ("dev", "test"):
         rows = [r for r in splits.get(split, []) if r.words]
         accuracy = None
         if rows:
-            predicted = model.predict(vectorizer.transform([r.words for r in rows]))
+            predicted = model.predict([r.words for r in rows])
             accuracy = round(float(np.mean([p == r.topic for p, r in zip(predicted, rows)])), 4)
         result[f"{split}_accuracy"] = accuracy
     return result

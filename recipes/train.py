@@ -4,9 +4,12 @@
     python recipes/train.py hparams/<system>.yaml --data_folder=DIR --output_folder=DIR \
         [--profile=demo] [--any_top_level_key=value]
 
-The YAML names its Brain class (``brain_class``). A second run of the same command resumes from the
-last checkpoint; after a finished run it goes straight to evaluation. Under
-``torchrun --nproc_per_node=N`` preparation and file writes happen on the main process only.
+The YAML names its Brain class (``brain_class``), or a ``trainer`` function for a model that is
+not a Brain (the bag-of-words baseline, hparams/bow.yaml), which fits and writes the outputs of
+every run itself after the set-up all runs share (folder, logs, label order). A second run of
+the same command resumes from the last checkpoint; after a finished run it goes straight to
+evaluation. Under ``torchrun --nproc_per_node=N`` preparation and file writes happen on the main
+process only.
 Outputs: ``hyperparams.yaml run.json log.txt env.log save/ metrics.json predictions.csv confusion.png``.
 """
 
@@ -78,6 +81,9 @@ def main(argv=None):
         )
     # The run keeps its own copy of the label order, checked by later stages (B8).
     sb.utils.distributed.run_on_main(shutil.copyfile, args=[labels_file, output / "topics.txt"])
+    if "trainer" in hparams:
+        sb.utils.distributed.run_on_main(hparams["trainer"], args=[hparams, labels])
+        return
     if dataio.text_encoder_of(hparams) is not None:
         # The frozen encoder runs once, on the main process, before any dataloader exists (B13).
         sb.utils.distributed.run_on_main(dataio.precompute_texts, args=[hparams])

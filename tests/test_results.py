@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from topic_id import cli, metrics
 from topic_id.registry import ROOT
 from topic_id.report import write_report
-from topic_id.results import agreement, collect, support_table, table_one, table_two
+from topic_id.results import DATA, agreement, collect, support_table, table_one, table_two
 
 LABELS = ["animals", "sports", "summer", "media"]
 N = 24
@@ -92,8 +92,14 @@ def test_rows_follow_table_row(tree):
     order = [e["row"] for e in table_one(collect(root, registry))]
     assert order == ["text_man", "text_semisup", "emb_transfer", "audio_only", "wav2vec2"]
     real = table_one(collect(root))  # the project's registry, whatever rows it holds by now
-    assert [e["table_row"] for e in real] == sorted((e["table_row"] for e in real), key=int)
+    paper_rows = [e["table_row"] for e in real if e["table_row"].isdigit()]
+    assert paper_rows == sorted(paper_rows, key=int)
     assert "asr" not in [e["row"] for e in real]
+    # Our BoW rows (table_row "BoW") sit right after the text rows, and get no paper numbers.
+    order = [e["row"] for e in table_one(collect(root), DATA / "paper_table1.csv")]
+    assert order.index("text_semisup") < order.index("bow_man") < order.index("bow_asr") < order.index("audio_bl")
+    bow = next(e for e in table_one(collect(root), DATA / "paper_table1.csv") if e["row"] == "bow_man")
+    assert bow["paper_f1_test"] is None and bow["paper_params"] is None
 
 
 def test_agreement_is_micro_f1_and_kappa_between_predictions(tree):

@@ -3,9 +3,11 @@
 The numbers come from :mod:`topic_id.results`; this module draws and writes them. Everything
 lands in one folder, by default ``<results>/report/`` (``topic-id report RESULTS_DIR [--out DIR]``):
 
-- ``report.md``: Table I, the support systems (ASR WER/CER), Table II, Fig. 3, the confusion
-  matrices and the list of missing or partial runs (which never stop the report);
+- ``report.md``: Table I, the paper's claims checked on it (:mod:`topic_id.claims`), the support
+  systems (ASR WER/CER), Table II, Fig. 3, the confusion matrices and the list of missing or
+  partial runs (which never stop the report);
 - ``table1.csv``: Table I rows, then the support rows (means, stds, paper columns);
+- ``claims.csv``: one row per claim of the paper;
 - ``table2.csv``: one row per pair of systems;
 - ``fig3_tsne.png`` and ``confusion_<row>.png``.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from topic_id.claims import check_claims, claims_section
 from topic_id.metrics import atomic_write, plot_confusion
 from topic_id.registry import REGISTRY
 from topic_id.results import (
@@ -23,6 +26,7 @@ from topic_id.results import (
     DATA,
     TOPIC_KEYS,
     collect,
+    is_paper_row,
     paper_key,
     read_published,
     seed_key,
@@ -277,6 +281,8 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY, ti
     table1, support = table_one(collection, paper1), support_table(collection, paper1)
     table2, notes = table_two(collection, paper2)
     _write_csv(out / "table1.csv", table1 + support)
+    claims = check_claims(table1, DATA / "paper_table1.csv")
+    _write_csv(out / "claims.csv", [{k: v for k, v in c.items() if k != "missing"} for c in claims])
     _write_csv(out / "table2.csv", table2)
     logger.info("drawing Fig. 3 and the confusion matrices")
     fig3, fig3_notes = _figure_three(collection, out)
@@ -293,8 +299,14 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY, ti
     encoders = [e.get(k) or "" for e in table1 for k in ("text_encoder", "audio_encoder")]
     if any("stand-in" in name for name in encoders):
         md.append("**Stand-in encoders were used** (see the encoder columns): not FinBERT / XLS-R.")
+    if any(e.get("row") and not is_paper_row(e) for e in table1):
+        md.append("Rows marked `(ours)` are not in the paper: a bag-of-words logistic regression "
+                  "(`hparams/bow.yaml`) on the same text as the text rows beside it, to calibrate "
+                  "them. Its Params are the regression's weights; it is deterministic, so its "
+                  "seeds agree (std 0).")
     if lp:
         md.append("`paper` columns: the published Table I (`topic_id/data/paper_table1.csv`).")
+    md += ["## Claims of the paper", claims_section(claims, corpus)]
     md += ["## Support systems", _markdown_support(support, lp), "## Table II: agreement on test",
            "Micro-F1 (%) of one system's test predictions scored against another's, as the paper "
            "defines it (symmetric), and Cohen's kappa; on the first seed both systems have.",

@@ -1,8 +1,10 @@
 """Read a results tree ``<results>/<registry row>/<seed>/`` into the numbers of Tables I and II.
 
 :func:`collect` reads every run's ``metrics.json`` and lists what is missing; :func:`table_one`
-orders the Table I rows by the registry's ``table_row`` (ties in registry order) and gives mean ±
-std over seeds; :func:`support_table` does the same for the support rows (ASR: WER/CER);
+orders the Table I rows by the registry's ``table_row`` (ties in registry order; a row of ours that
+is not in the paper, ``table_row`` not a number such as ``BoW``, follows the paper rows listed
+before it in the registry) and gives mean ± std over seeds; :func:`support_table` does the same
+for the support rows (ASR: WER/CER);
 :func:`table_two` measures pairwise agreement on test as the paper does (one system's predictions
 taken as the reference of the other's: micro-F1) plus Cohen's kappa. The paper's published
 numbers (``data/paper_table1.csv``, ``data/paper_table2.csv``, transcribed from the paper's text,
@@ -141,18 +143,50 @@ def _encoders(runs, key):
     return "; ".join(sorted({str(m[key]) for m in runs.values() if m.get(key)})) or None
 
 
+def is_paper_row(row):
+    """Whether a registry row (or Table I entry) is a row of the paper's Table I: a number in
+    ``table_row``; our additions (``BoW``) and support rows (empty) are not."""
+    return str(row.get("table_row") or "").isdigit()
+
+
+def table_order(rows):
+    """Table I rows (non-empty ``table_row``) in display order.
+
+    Paper rows by ``table_row``, ties in registry order; a row of ours comes right after the
+    highest paper row listed before it in the registry (the BoW rows after the text rows).
+
+    Example
+    -------
+    >>> rows = [{"name": n, "table_row": t} for n, t in
+    ...         [("asr", ""), ("b", "2"), ("a", "1"), ("ours", "BoW"), ("c", "3")]]
+    >>> [r["name"] for r in table_order(rows)]
+    ['a', 'b', 'ours', 'c']
+    """
+    keyed, anchor = [], 0
+    for position, row in enumerate(rows):
+        if not row["table_row"]:
+            continue
+        if is_paper_row(row):
+            anchor = max(anchor, int(row["table_row"]))
+            keyed.append(((int(row["table_row"]), 0, position), row))
+        else:
+            keyed.append(((anchor, 1, position), row))
+    return [row for _, row in sorted(keyed, key=lambda item: item[0])]
+
+
 def _canonical(table):
     """``{row: paper key}`` for the first row of each paper name; later variants of a row (e.g.
-    ``audio+text (ASR test text)``) are not the paper's setting and get no published numbers."""
+    ``audio+text (ASR test text)``) are not the paper's setting and get no published numbers,
+    nor do rows of ours (:func:`is_paper_row`)."""
     out = {}
     for entry in table:
-        if entry["row"] and paper_key(entry["system"]) not in out.values():
+        if entry["row"] and is_paper_row(entry) and paper_key(entry["system"]) not in out.values():
             out[entry["row"]] = paper_key(entry["system"])
     return out
 
 
 def table_one(collection, published=None):
-    """Table I: rows with a ``table_row``, in ``table_row`` order (ties in registry order).
+    """Table I: rows with a ``table_row``, in :func:`table_order`.
 
     Arguments
     ---------
@@ -168,10 +202,8 @@ def table_one(collection, published=None):
         ``system, row, table_row, seeds, params, trainable_params``, each of :data:`TOPIC_KEYS` with
         its ``_std`` (percent), ``train_text``, ``test_text``, ``text_encoder``, ``audio_encoder``.
     """
-    rows = [r for r in collection.registry if r["table_row"]]
-    rows.sort(key=lambda r: int(r["table_row"]))
     table = []
-    for row in rows:
+    for row in table_order(collection.registry):
         runs = collection.runs.get(row["name"], {})
         entry = _stats_row(row, runs, TOPIC_KEYS)
         entry.update(train_text=row["train_text"] or None, test_text=row["test_text"] or None,
