@@ -59,7 +59,7 @@ def prepare_corpus(data, work, size):
     if not (corpus / "train.csv").is_file():
         prepare_demo(corpus, seed=0, size=size)
     if not (corpus / "standin_bert" / "STANDIN.json").is_file():
-        build_standin(read_manifest_texts(corpus), corpus / "standin_bert", **common.STANDIN_BERT)
+        build_standin(read_manifest_texts(corpus), corpus / "standin_bert")  # the demo's
     if not (corpus / "standin_wav2vec2" / "STANDIN.json").is_file():
         build_wav2vec2(corpus / "standin_wav2vec2")
     return corpus

@@ -18,9 +18,6 @@ from topic_id.experiment import resolve_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-STANDIN_BERT = {"hidden_size": 128, "num_layers": 4, "num_heads": 2, "intermediate_size": 256,
-                "vocab_size": 2000}
-"""The demo's stand-in BERT (``python -m topic_id.text build-standin`` defaults)."""
 BERT_BASE = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072,
              "vocab_size": 2000}
 """BERT-base's shape (FinBERT's, less its 50k vocabulary), randomly initialised."""

@@ -90,8 +90,16 @@ class TopicBrain(sb.Brain):
         return None
 
     def audio_features(self, batch, stage):
-        """Filterbanks normalised with running global statistics, or raw audio when no Fbank."""
+        """Filterbanks normalised with running global statistics, or raw audio when no Fbank.
+
+        In training, the waveforms are first speed-perturbed when the YAML's ``speed_perturb``
+        (SpeechBrain's ``SpeedPerturb``) lists a speed other than 100 %.
+        """
         wavs, lens = batch.sig
+        perturb = getattr(self.hparams, "speed_perturb", None)
+        if stage == sb.Stage.TRAIN and perturb is not None and any(s != 100 for s in perturb.speeds):
+            # One speed per batch, so relative lengths stay valid.
+            wavs = perturb(wavs)
         if not hasattr(self.hparams, "compute_features"):
             return wavs, lens
         feats = self.hparams.compute_features(wavs)

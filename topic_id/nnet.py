@@ -103,8 +103,43 @@ class StatsPool(nn.Module):
         return torch.cat([mean, torch.sqrt(var.clamp(min=self.eps))], dim=-1)
 
 
+class FeatureNorm(nn.BatchNorm1d):
+    """Standardise each dimension of an utterance embedding with batch, then running, statistics.
+
+    A batch norm without affine parameters (nothing to train, no Params). Frozen encoders give
+    pooled vectors that share one large common component and differ in small directions (the demo's
+    stand-in BERT: norm ~72, pairwise cosine near 1), which an Adam-trained linear head fits only
+    slowly and then overfits; standardised, the same head reaches a tuned logistic regression
+    (issue 12: 0.79 -> 0.83 test accuracy on the demo's manual text). A training batch of one
+    utterance uses the running statistics (batch statistics of one vector are undefined).
+
+    Arguments
+    ---------
+    size : int
+        Embedding size.
+
+    Example
+    -------
+    >>> norm = FeatureNorm(3)
+    >>> out = norm(torch.tensor([[1.0, 10.0, 0.0], [3.0, 30.0, 0.0]]))
+    >>> [round(v, 3) for v in out[:, 1].tolist()]
+    [-1.0, 1.0]
+    >>> norm(torch.ones(1, 3)).shape  # one utterance: running statistics
+    torch.Size([1, 3])
+    """
+
+    def __init__(self, size):
+        super().__init__(size, affine=False)
+
+    def forward(self, x):
+        """Standardise ``x`` [B, D]."""
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, eps=self.eps)
+        return super().forward(x)
+
+
 class TopicHead(nn.Module):
-    """Classifier head: optional hidden linear layers, then a linear layer to the topic logits.
+    """Classifier head: optional input standardisation and hidden linear layers, then the topic logits.
 
     Arguments
     ---------
@@ -119,17 +154,22 @@ class TopicHead(nn.Module):
         no nonlinearity between them (original_recipes.md §3.5).
     dropout : float
         Dropout before each linear layer.
+    input_norm : bool
+        Standardise the input embedding first (:class:`FeatureNorm`; not in the paper's systems).
 
     Example
     -------
     >>> head = TopicHead(768, 8)
     >>> sum(p.numel() for p in head.parameters())
     6152
+    >>> sum(p.numel() for p in TopicHead(768, 8, input_norm=True).parameters())  # nothing to train
+    6152
     """
 
-    def __init__(self, input_size, n_topics, hidden_sizes=(), activation=None, dropout=0.0):
+    def __init__(self, input_size, n_topics, hidden_sizes=(), activation=None, dropout=0.0,
+                 input_norm=False):
         super().__init__()
-        layers = []
+        layers = [FeatureNorm(input_size)] if input_norm else []
         size = input_size
         for hidden in hidden_sizes:
             layers += [nn.Dropout(dropout), nn.Linear(size, hidden)]

@@ -686,10 +686,10 @@ def _clean(text):
 def build_standin(
     texts,
     out_dir,
-    hidden_size=128,
+    hidden_size=768,
     num_layers=4,
-    num_heads=2,
-    intermediate_size=256,
+    num_heads=12,
+    intermediate_size=3072,
     vocab_size=2000,
     seed=0,
 ):
@@ -709,8 +709,12 @@ def build_standin(
     out_dir : str or Path
         The model folder.
     hidden_size, num_layers, num_heads, intermediate_size : int
-        BERT sizes (``hidden_size`` divisible by ``num_heads``). Four layers by default so that the
-        paper's "sum of the last 4" takes transformer layers only.
+        BERT sizes (``hidden_size`` divisible by ``num_heads``). FinBERT's width by default: a mean
+        of narrow random vectors is a lossy projection of the words (demo manual text, logistic
+        regression on frozen vectors: 73 % test accuracy at 128 wide, 82 % at 768, bag of words
+        86.5 %; issue 12), so every row that reads text vectors gets them at the real encoder's
+        size. Four layers, the fewest for which the paper's "sum of the last 4" takes transformer
+        layers only; they keep it cheap (~10 s to build, 116 MB).
     vocab_size : int
         Upper bound of the WordPiece vocabulary (small corpora give fewer).
     seed : int
@@ -947,10 +951,10 @@ def main(argv=None):
     )
     build.add_argument("--manifests", required=True, type=Path, help="folder with train/dev/test.csv")
     build.add_argument("--out", required=True, type=Path, help="model folder to write")
-    build.add_argument("--hidden-size", type=int, default=128)
+    build.add_argument("--hidden-size", type=int, default=768)
     build.add_argument("--num-layers", type=int, default=4)
-    build.add_argument("--num-heads", type=int, default=2)
-    build.add_argument("--intermediate-size", type=int, default=256)
+    build.add_argument("--num-heads", type=int, default=12)
+    build.add_argument("--intermediate-size", type=int, default=3072)
     build.add_argument("--vocab-size", type=int, default=2000)
     build.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

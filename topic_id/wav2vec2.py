@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2 as _SBWav2Vec2
 
+from topic_id.encoders import normalize_utterances
 from topic_id.text import STANDIN_MARKER, standin_settings, swap_dir
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,10 @@ class Wav2Vec2(_SBWav2Vec2):
     layerdrop : float, optional
         Probability of skipping a transformer layer in training; None keeps the config's value.
         Under DDP a non-zero value needs ``--find_unused_parameters``.
+    utterance_norm : bool
+        Normalise the convolutional features of each utterance over its own real frames (zero
+        mean, unit variance per channel) before the transformer: what ``utterance_norm`` does to
+        the CRDNN's filterbanks, for corpora with few training voices (not in the paper).
 
     Example
     -------
@@ -141,9 +146,10 @@ class Wav2Vec2(_SBWav2Vec2):
     """
 
     def __init__(self, source, save_path, revision=None, freeze=False, freeze_feature_extractor=False,
-                 apply_spec_augment=False, layerdrop=None):
+                 apply_spec_augment=False, layerdrop=None, utterance_norm=False):
         path, self.name = resolve_source(source, revision)
         self.layerdrop = layerdrop
+        self._frames = None
         super().__init__(
             str(path),
             save_path=str(save_path),
@@ -154,6 +160,12 @@ class Wav2Vec2(_SBWav2Vec2):
         if not apply_spec_augment and hasattr(self.model, "masked_spec_embed"):
             # Only time masking uses it; a trainable parameter without gradients would stall DDP.
             self.model.masked_spec_embed.requires_grad_(False)
+        if utterance_norm:
+            # The convolutional features enter the transformer through feature_projection; the
+            # real frame counts of the batch are set by extract_features just before the call.
+            self.model.feature_projection.register_forward_pre_hook(
+                lambda module, args: (normalize_utterances(args[0], self._frames),)
+            )
         logger.info("loaded audio encoder %s", self.name)
 
     def override_config(self, config):
@@ -188,8 +200,10 @@ class Wav2Vec2(_SBWav2Vec2):
             mean = (wav * real).sum(dim=1, keepdim=True) / count
             var = (((wav - mean) ** 2) * real).sum(dim=1, keepdim=True) / count
             wav = (wav - mean) / torch.sqrt(var + 1e-7) * real
+        n_frames = int(self.model._get_feat_extract_output_lengths(torch.tensor(wav.shape[1])))
+        frames = self.model._get_feat_extract_output_lengths(samples).clamp(min=1, max=n_frames)
+        self._frames = frames
         out = self.model(wav, attention_mask=mask.long()).last_hidden_state
-        frames = self.model._get_feat_extract_output_lengths(samples).clamp(min=1, max=out.shape[1])
         return out, frames.float() / out.shape[1]
 
 
