@@ -38,7 +38,7 @@ FAMILIES = [
     ("emb_transfer_stage_a", "hparams/audio_crdnn_embtransfer.yaml",
      ["--number_of_epochs=25", "--lr=0.005"]),
     ("wav2vec2", "hparams/audio_wav2vec2.yaml",
-     ["--number_of_epochs=30", "--train_hours=null", "--lr=0.01", "--lr_wav2vec2=0.002",
+     ["--number_of_epochs=25", "--train_hours=null", "--lr=0.01", "--lr_wav2vec2=0.005",
       "--head_norm=True"]),
     ("audio_text_bl", "hparams/hybrid_tdnn_blstm.yaml",
      ["--train_subset=all", "--number_of_epochs=15", "--lr=0.005"]),

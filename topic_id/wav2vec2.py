@@ -105,7 +105,12 @@ def resolve_source(source, revision=None):
             f"saved in Hugging Face format.\n" + _howto(source)
         )
     if (path / STANDIN_MARKER).is_file():
-        name = f"{STANDIN_DESCRIPTION}, not XLS-R: {name}"
+        # A pretrained stand-in (topic_id.pretrain) describes itself in its marker.
+        try:
+            description = json.loads((path / STANDIN_MARKER).read_text(encoding="utf-8"))["description"]
+        except (OSError, ValueError, KeyError, TypeError):
+            description = STANDIN_DESCRIPTION
+        name = f"{description}, not XLS-R: {name}"
     return path, name
 
 
