@@ -29,6 +29,10 @@ It is built in ``.<name>.partial`` beside the output, which keeps a checkpoint a
 renamed into place.
 
     python -m topic_id.pretrain wav2vec2 --manifests DATA --init MODEL_DIR --out OUT_DIR
+
+Past the ~500-line guide (about half of it docstrings): one concern, the pretraining run with its
+crop batching, resumable checkpoints and CLI. Issue 13's module split puts the stand-in builders
+of both encoders beside it.
 """
 
 import argparse
