@@ -96,7 +96,7 @@ class TopicBrain(sb.Brain):
         (SpeechBrain's ``SpeedPerturb``) lists a speed other than 100 %.
         """
         wavs, lens = batch.sig
-        perturb = getattr(self.hparams, "speed_perturb", None)
+        perturb = self.hparams.speed_perturb if hasattr(self.hparams, "speed_perturb") else None
         if stage == sb.Stage.TRAIN and perturb is not None and any(s != 100 for s in perturb.speeds):
             # One speed per batch, so relative lengths stay valid.
             wavs = perturb(wavs)
