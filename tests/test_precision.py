@@ -15,7 +15,9 @@ import speechbrain as sb
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams").glob("*.yaml"))
+# Every Brain system; a YAML with a ``trainer`` (the bag-of-words baseline) has no torch model.
+YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams").glob("*.yaml")
+               if "\ntrainer:" not in p.read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize("hparams", YAMLS)
