@@ -44,14 +44,13 @@ import os
 import random
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from topic_id.dataio import load_audio
-from topic_id.text import STANDIN_MARKER
+from topic_id.text import STANDIN_MARKER, swap_dir
 
 logger = logging.getLogger(__name__)
 
@@ -541,14 +540,14 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)  # the log file records progress whatever the console shows
     try:
-        return _train(settings, source, rows, valid, out, work, device, num_workers, resume, force)
+        return _train(settings, source, rows, valid, out, work, device, num_workers, resume)
     finally:
         logger.setLevel(level)
         logger.removeHandler(handler)
         handler.close()
 
 
-def _train(settings, source, rows, valid, out, work, device, num_workers, resume, force):
+def _train(settings, source, rows, valid, out, work, device, num_workers, resume):
     from transformers import Wav2Vec2FeatureExtractor
 
     random.seed(settings["seed"])
@@ -691,11 +690,8 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
     shutil.rmtree(final, ignore_errors=True)
     model.to("cpu")
     _write_outputs(model, work, final, source_path, settings, record, standin)
-    if out.exists() and force:
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
-        shutil.rmtree(old, ignore_errors=True)
-    os.rename(final, out)
+    # An earlier output is here only with force (checked before training): the stand-ins' swap.
+    swap_dir(final, out, settings)
     shutil.rmtree(work, ignore_errors=True)
     logger.info("wrote %s: %s", out, record["description"])
     return out
