@@ -8,7 +8,7 @@ crash (B7), the model runs on the configured device, once per distinct text (B13
 stripping is a setting instead of an accident of the tokenizer config (§2.6, B13).
 
 The model comes from a local directory or the local Hugging Face cache; nothing is downloaded at
-run time unless ``allow_download=True``. A missing model raises :class:`TextEncoderNotFound` with
+run time unless ``hub_download=True``. A missing model raises :class:`TextEncoderNotFound` with
 the commands that provide it. :func:`build_standin` makes a small random BERT with a vocabulary
 trained on given texts, saved in Hugging Face format, for tests and the built-in demo; it loads
 through the same code path and is named a stand-in everywhere (:attr:`TextEncoder.name`).
@@ -334,7 +334,7 @@ class TextEncoder:
     strip_accents : bool, optional
         Override the tokenizer's accent stripping (None keeps it: FinBERT's hub config strips,
         ä→a, as the paper's code did; the stand-in keeps accents).
-    allow_download : bool
+    hub_download : bool
         Let a hub id missing from the local cache be downloaded (off: runs are offline).
     hf_cache_dir : str, optional
         Hugging Face hub cache to look in (default ``HF_HUB_CACHE``).
@@ -357,7 +357,7 @@ class TextEncoder:
         device="cpu",
         cache_dir=None,
         strip_accents=None,
-        allow_download=False,
+        hub_download=False,
         hf_cache_dir=None,
     ):
         if int(n_layers) < 1 or int(max_length) < 3 or int(batch_size) < 1:
@@ -371,7 +371,7 @@ class TextEncoder:
         self.device = str(device)
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.strip_accents = strip_accents
-        self.allow_download = bool(allow_download)
+        self.hub_download = bool(hub_download)
         self.hf_cache_dir = hf_cache_dir
         self._path = self._name = self._config = self._fingerprint = None
         self._model = self._tokenizer = None
@@ -397,7 +397,7 @@ class TextEncoder:
         """The resolved model directory (raises :class:`TextEncoderNotFound` if unavailable)."""
         if self._path is None:
             self._path, name = resolve_source(
-                self.source, self.revision, self.allow_download, self.hf_cache_dir
+                self.source, self.revision, self.hub_download, self.hf_cache_dir
             )
             if self.is_standin:
                 name = f"{STANDIN_DESCRIPTION}, not FinBERT: {name}"

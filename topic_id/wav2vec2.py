@@ -57,7 +57,7 @@ def _howto(source):
     )
 
 
-def resolve_source(source, revision=None):
+def resolve_source(source, revision=None, download=False):
     """A local model directory for a hub id or a path, without touching the network.
 
     Arguments
@@ -66,6 +66,8 @@ def resolve_source(source, revision=None):
         A directory in Hugging Face format, or a hub id (``org/name``) in the local cache.
     revision : str, optional
         Branch, tag or commit of a hub id.
+    download : bool
+        Fetch a hub id that is not in the local cache (off by default: runs are offline).
 
     Returns
     -------
@@ -91,7 +93,7 @@ def resolve_source(source, revision=None):
         from huggingface_hub import snapshot_download
 
         try:
-            path = Path(snapshot_download(source, revision=revision, local_files_only=True))
+            path = Path(snapshot_download(source, revision=revision, local_files_only=not download))
         except Exception as err:  # LocalEntryNotFoundError, HFValidationError
             raise AudioEncoderNotFound(
                 f"Audio encoder {source!r} (revision {revision or 'main'}) is not a local directory "
@@ -125,6 +127,8 @@ class Wav2Vec2(_SBWav2Vec2):
         SpeechBrain's download folder (unused for local sources).
     revision : str, optional
         Revision of a hub id.
+    hub_download : bool
+        Fetch a hub id that is not in the local Hugging Face cache (off: runs are offline).
     freeze : bool
         Freeze the whole model (feature extraction only).
     freeze_feature_extractor : bool
@@ -150,9 +154,10 @@ class Wav2Vec2(_SBWav2Vec2):
     (torch.Size([2, 49, 16]), [1.0, 0.4897959232330322])
     """
 
-    def __init__(self, source, save_path, revision=None, freeze=False, freeze_feature_extractor=False,
-                 apply_spec_augment=False, layerdrop=None, utterance_norm=False):
-        path, self.name = resolve_source(source, revision)
+    def __init__(self, source, save_path, revision=None, hub_download=False, freeze=False,
+                 freeze_feature_extractor=False, apply_spec_augment=False, layerdrop=None,
+                 utterance_norm=False):
+        path, self.name = resolve_source(source, revision, hub_download)
         self.layerdrop = layerdrop
         self._frames = None
         super().__init__(
