@@ -17,31 +17,11 @@ held out and the few training voices do not teach the models to ignore voice on 
 
 import speechbrain as sb
 import torch
+from speechbrain.dataio.dataio import length_to_mask
 from speechbrain.lobes.models.CRDNN import CRDNN as _SBCRDNN
 from torch import nn
 
-
-def absolute_lengths(lengths, max_len):
-    """Frame counts from SpeechBrain's relative lengths, at least one frame each.
-
-    Arguments
-    ---------
-    lengths : torch.Tensor
-        Relative lengths in (0, 1], [B].
-    max_len : int
-        Frames of the padded batch.
-
-    Returns
-    -------
-    torch.Tensor
-        Integer frame counts [B].
-
-    Example
-    -------
-    >>> absolute_lengths(torch.tensor([1.0, 0.25]), 8).tolist()
-    [8, 2]
-    """
-    return torch.round(lengths.float() * max_len).long().clamp(min=1, max=max_len)
+from topic_id.nnet import absolute_lengths
 
 
 def normalize_utterances(x, n, eps=1e-5):
@@ -67,8 +47,7 @@ def normalize_utterances(x, n, eps=1e-5):
     >>> normalize_utterances(x, torch.tensor([2])).squeeze().round(decimals=3).tolist()
     [-1.0, 1.0, 0.0]
     """
-    mask = (torch.arange(x.shape[1], device=x.device).unsqueeze(0) < n.to(x.device).unsqueeze(1))
-    mask = mask.unsqueeze(-1).to(x.dtype)
+    mask = length_to_mask(n, x.shape[1], dtype=x.dtype, device=x.device).unsqueeze(-1)
     count = mask.sum(dim=1, keepdim=True)
     mean = (x * mask).sum(dim=1, keepdim=True) / count
     var = (((x - mean) ** 2) * mask).sum(dim=1, keepdim=True) / count
@@ -132,8 +111,8 @@ class CRDNN(_SBCRDNN):
                 x, n = self._run(sub, x, n)
             return x, n
         if isinstance(layer, (sb.nnet.CNN.Conv2d, sb.nnet.CNN.Conv1d)):
-            mask = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < n.to(x.device).unsqueeze(1)
-            return layer(x * mask.view(*mask.shape, *[1] * (x.dim() - 2)).to(x.dtype)), n
+            mask = length_to_mask(n, x.shape[1], dtype=x.dtype, device=x.device)
+            return layer(x * mask.view(*mask.shape, *[1] * (x.dim() - 2))), n
         if isinstance(layer, sb.nnet.pooling.Pooling1d) and layer.pool_axis == 1:
             # Only windows made of real frames are real: the count the utterance alone gives.
             stride = layer.pool_layer.stride  # (1, k) when SpeechBrain pools 4-D input in 2-D

@@ -8,7 +8,31 @@ at evaluation time, which would make predictions non-deterministic, hence :class
 """
 
 import torch
+from speechbrain.dataio.dataio import length_to_mask
 from torch import nn
+
+
+def absolute_lengths(lengths, max_len):
+    """Frame counts from SpeechBrain's relative lengths, at least one frame each.
+
+    Arguments
+    ---------
+    lengths : torch.Tensor
+        Relative lengths in (0, 1], [B].
+    max_len : int
+        Frames of the padded batch.
+
+    Returns
+    -------
+    torch.Tensor
+        Integer frame counts [B].
+
+    Example
+    -------
+    >>> absolute_lengths(torch.tensor([1.0, 0.25]), 8).tolist()
+    [8, 2]
+    """
+    return torch.round(lengths.float() * max_len).long().clamp(min=1, max=max_len)
 
 
 def length_mask(lengths, max_len, device=None):
@@ -33,9 +57,7 @@ def length_mask(lengths, max_len, device=None):
     >>> length_mask(torch.tensor([1.0, 0.5]), 4).int().tolist()
     [[1, 1, 1, 1], [1, 1, 0, 0]]
     """
-    n = torch.round(lengths.float() * max_len).long().clamp(min=1, max=max_len)
-    steps = torch.arange(max_len, device=device if device is not None else lengths.device)
-    return steps.unsqueeze(0) < n.to(steps.device).unsqueeze(1)
+    return length_to_mask(absolute_lengths(lengths, max_len), max_len, dtype=torch.bool, device=device)
 
 
 def masked_mean(x, lengths=None):
