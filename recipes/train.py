@@ -23,8 +23,10 @@ from hyperpyyaml import load_hyperpyyaml
 
 from topic_id import dataio, transfer
 from topic_id.brains import selection
-from topic_id.experiment import resolve_overrides, write_environment
-from topic_id.export import write_run_spec
+from topic_id.checks import check_config
+from topic_id.errors import ConfigError, exit_with
+from topic_id.experiment import resolve_overrides, split_profile, write_environment
+from topic_id.runs import write_run_spec
 
 
 def save_transferred(hparams):
@@ -34,31 +36,88 @@ def save_transferred(hparams):
     settings: audio+text with ASR test text is audio+text's model fed ``asr_words`` at dev/test,
     so the two rows differ only in the test text (recipes/systems.csv). Every trainable module must
     be transferred, or part of the evaluated model would be a random initialisation. The checkpoint
-    keeps the source's selection scores, so evaluation and ``topic-id export`` find it.
+    keeps the source's selection scores, so evaluation and ``topic-id export`` find it
+    (:func:`load` has checked that every trainable module is transferred).
     """
-    trainable = {name for name, module in hparams["modules"].items()
-                 if any(p.requires_grad for p in module.parameters())}
-    missing = sorted(trainable - set(hparams["init_modules"]))
-    if missing:
-        raise SystemExit(f"error: number_of_epochs=0 evaluates the init_from model, but init_modules "
-                         f"leaves {missing} untransferred")
     source = transfer.best_checkpoint(hparams["init_from"], hparams["init_select"])
     sb.utils.distributed.run_on_main(hparams["checkpointer"].save_checkpoint,
                                      kwargs={"meta": dict(source.meta)})
 
 
 def main(argv=None):
-    """Train, select the best checkpoint on dev, evaluate on dev and test, write the outputs."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Train, select the best checkpoint on dev, evaluate on dev and test, write the outputs.
+
+    A configuration problem (:class:`~topic_id.errors.ConfigError`: an unknown key or option value,
+    a text column the corpus lacks, a missing earlier stage) stops the run before anything is
+    written, as one ``error:`` line and exit status 2.
+    """
+    try:
+        run(list(sys.argv[1:] if argv is None else argv))
+    except ConfigError as err:
+        exit_with(err)
+
+
+def _quiet_torchvision(record):
+    # SpeechBrain's train_logger warns at import that torchvision (which we do not use: figures are
+    # matplotlib's) is missing; on stderr it would break the one-line error of a config problem.
+    return not str(record.msg).startswith("torchvision is not available")
+
+
+def _remove_empty_dirs(folder):
+    """Remove ``folder`` if it holds nothing but empty folders (what loading the YAML creates)."""
+    folder = Path(folder)
+    if folder.is_dir() and not any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        shutil.rmtree(folder)
+
+
+def load(argv):
+    """``(hparams_file, run_opts, overrides, hparams)`` from train.py's arguments, checked.
+
+    Nothing is left on disk when a check fails: the folders the YAML's checkpointer creates on
+    loading are removed again if they are empty.
+    """
     # --profile is ours; taken out first, as SpeechBrain's parser would read it as --profile_training.
-    profiles = [a.split("=", 1)[1] for a in argv if a.startswith("--profile=")]
-    argv = [a for a in argv if not a.startswith("--profile=")]
+    profile, argv = split_profile(argv)
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    # Joins the process group under torchrun (a no-op in a plain run).
-    sb.utils.distributed.ddp_init_group(run_opts)
-    overrides = resolve_overrides(hparams_file, overrides, profiles[-1] if profiles else None)
+    if not Path(hparams_file).is_file():
+        raise ConfigError(f"{hparams_file} does not exist: give a system YAML, e.g. hparams/text.yaml")
+    overrides = resolve_overrides(hparams_file, overrides, profile)
+    logging.getLogger("speechbrain.utils.train_logger").addFilter(_quiet_torchvision)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
+    try:
+        check_loaded(hparams)
+    except ConfigError:
+        _remove_empty_dirs(hparams["output_folder"])
+        raise
+    return hparams_file, run_opts, overrides, hparams
+
+
+def check_loaded(hparams):
+    """:func:`topic_id.checks.check_config`, the label count, and the stage a run starts from."""
+    check_config(hparams)
+    labels_file = Path(hparams["data_folder"]) / "topics.txt"
+    n_labels = len(dataio.label_encoder(hparams["data_folder"]))
+    if "n_topics" in hparams and n_labels != hparams["n_topics"]:
+        raise ConfigError(f"{labels_file} lists {n_labels} topics but n_topics is {hparams['n_topics']}; "
+                          "drop the --n_topics override or prepare the corpus again")
+    if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:
+        transfer.source_checkpoint(hparams["init_from"], hparams["checkpointer"].recoverables,
+                                   hparams["init_modules"], hparams["init_select"], labels_file=labels_file)
+        if hparams["epoch_counter"].limit == 0:
+            trainable = {name for name, module in hparams["modules"].items()
+                         if any(p.requires_grad for p in module.parameters())}
+            missing = sorted(trainable - set(hparams["init_modules"]))
+            if missing:
+                raise ConfigError(f"number_of_epochs=0 evaluates the init_from model, but init_modules "
+                                  f"leaves {missing} untransferred")
+
+
+def run(argv):
+    """:func:`main` without the error handling."""
+    hparams_file, run_opts, overrides, hparams = load(argv)
+    # Joins the process group under torchrun (a no-op in a plain run).
+    sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
@@ -74,11 +133,6 @@ def main(argv=None):
     sb.utils.distributed.run_on_main(write_run_spec, args=[output, hparams_file, overrides])
     labels_file = Path(hparams["data_folder"]) / "topics.txt"
     labels = dataio.label_encoder(hparams["data_folder"])
-    if "n_topics" in hparams and len(labels) != hparams["n_topics"]:
-        raise SystemExit(
-            f"error: {labels_file} lists {len(labels)} topics but n_topics is {hparams['n_topics']}; "
-            "drop the --n_topics override or prepare the corpus again"
-        )
     # The run keeps its own copy of the label order, checked by later stages (B8).
     sb.utils.distributed.run_on_main(shutil.copyfile, args=[labels_file, output / "topics.txt"])
     if "trainer" in hparams:

@@ -102,9 +102,10 @@ def test_seeds_agree_and_training_rows_without_text_are_left_out(tiny_corpus, tr
     assert "have no text in 'words' and are left out" in (other / "log.txt").read_text()
 
 
-def test_asr_text_without_transcription_is_a_clear_error(tiny_corpus, train, tmp_path):
-    with pytest.raises(ValueError, match="run recipes/transcribe.py first"):
+def test_asr_text_without_transcription_is_a_clear_error(tiny_corpus, train, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         train("hparams/bow.yaml", tiny_corpus, tmp_path / "run", *BOW["bow_asr"]["overrides"])
+    assert stop.value.code == 2 and "run recipes/transcribe.py first" in capsys.readouterr().err
 
 
 def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path, capsys):

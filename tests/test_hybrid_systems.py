@@ -182,9 +182,11 @@ def test_asr_test_text_row_evaluates_the_audio_text_model(registry_runs):
     assert any(row["asr_words"] for row in read_manifest(corpus / "test.csv"))
 
 
-def test_evaluation_only_row_refuses_untransferred_modules(registry_runs, train, tmp_path):
+def test_evaluation_only_row_refuses_untransferred_modules(registry_runs, train, tmp_path, capsys):
     """number_of_epochs=0 with a module left out of init_modules would evaluate random weights."""
     source, corpus = registry_runs("audio_text")
-    with pytest.raises(SystemExit, match="head"):
+    with pytest.raises(SystemExit) as stop:
         train("hparams/hybrid_crdnn.yaml", corpus, tmp_path / "run", f"--init_from={source}",
               "--number_of_epochs=0", "--init_modules=[normalize, audio_encoder]")
+    assert stop.value.code == 2 and "untransferred" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # stopped before anything was written

@@ -300,15 +300,14 @@ def load_asr(run_dir, device="cpu"):
     tuple
         ``(hparams, checkpoint_path)``.
     """
-    from hyperpyyaml import load_hyperpyyaml
-
     from topic_id import transfer
+    from topic_id.runs import Run
 
-    run_dir = Path(run_dir)
-    with open(run_dir / "hyperparams.yaml", encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f)
+    run = Run(run_dir)
+    run_dir = run.dir
+    hparams = run.load()
     ckpt = transfer.init_from(run_dir, hparams["checkpointer"].recoverables, DECODE_MODULES,
-                              hparams["ckpt_select"])
+                              run.selection_metric)
     # The saved paths are those of training time; the run folder may have moved since.
     tokenizer = hparams["tokenizer"]
     tokenizer.model_dir = run_dir / os.path.relpath(tokenizer.model_dir, hparams["output_folder"])

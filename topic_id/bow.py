@@ -181,7 +181,8 @@ def read_texts(hparams, split, labels):
 
     column = hparams["train_text"] if split == "train" else hparams["eval_text"]
     dataset = dataio.read_split(hparams, split)
-    with dataset.output_keys_as(["id", "topic", "words", "asr_words"]):
+    keys = ["id", "topic"] + [c for c in dataio.text_columns(column) if c not in ("id", "topic")]
+    with dataset.output_keys_as(keys):
         rows = [dict(item) for item in dataset]
     unknown = sorted({r["topic"] for r in rows} - set(labels))
     if unknown:

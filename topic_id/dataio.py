@@ -20,6 +20,8 @@ import torch
 import torchaudio
 
 from data_prep.manifest import read_topics
+from topic_id.checks import text_columns
+from topic_id.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +171,7 @@ def texts_of(datasets, hparams):
     out = {}
     for split, dataset in datasets.items():
         column = hparams["train_text"] if split == "train" else hparams["eval_text"]
-        with dataset.output_keys_as(["words", "asr_words"]):
+        with dataset.output_keys_as(text_columns(column)):
             rows = [dict(item) for item in dataset]
         out[split] = [pick_text(row, column) for row in rows]
     return out
@@ -308,7 +310,7 @@ def _add_text_pipeline(datasets, hparams):
         # empty column without that record is a forgotten step; with it, an ASR that heard nothing.
         records = [c for c in column.split(",") if (Path(hparams["data_folder"]) / f"{c.strip()}.json").is_file()]
         if texts and empty == len(texts) and not records:
-            raise ValueError(
+            raise ConfigError(
                 f"{split}: no row has text in {column!r}; for asr_words run recipes/transcribe.py "
                 "first, or choose another train_text/eval_text"
             )
@@ -316,10 +318,13 @@ def _add_text_pipeline(datasets, hparams):
             logger.warning("%s: %d of %d rows have no text in %r%s", split, empty, len(texts), column,
                            f" (filled by the ASR recorded in {records[0]}.json)" if records else "")
 
-        @sb.utils.data_pipeline.takes("words", "asr_words")
+        columns = text_columns(column)
+
+        # Any manifest column a corpus has (recipes/transcribe.py --column writes new ones).
+        @sb.utils.data_pipeline.takes(*columns)
         @sb.utils.data_pipeline.provides("text", key)
-        def text_pipeline(words, asr_words, lookup=lookup, column=column):
-            text = pick_text({"words": words, "asr_words": asr_words}, column)
+        def text_pipeline(*values, lookup=lookup, column=column, columns=columns):
+            text = pick_text(dict(zip(columns, values)), column)
             yield text
             yield lookup[text]
 

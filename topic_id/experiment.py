@@ -1,37 +1,129 @@
 """Command-line overrides for ``recipes/train.py``: run profiles and corpus-derived defaults.
 
-A profile (``hparams/profiles/<name>.yaml``) holds the model sizes and epochs one setting uses (the
-CPU demo, the paper's LP configuration), so the system YAMLs keep the paper's values and a profile
-changes them in one reviewed file. Its ``defaults`` section applies to every system YAML that has the
-key; a section named after a YAML's stem (``text``, ``asr``, ...) applies to that YAML only. Command
-line values always win over the profile.
+A profile (``hparams/profiles/<name>.yaml``, found beside the system YAML, or any path) holds the
+model sizes and epochs one setting uses (the CPU demo, the paper's LP configuration), so the system
+YAMLs keep the paper's values and a profile changes them in one reviewed file. Its ``defaults``
+section applies to every system YAML that has the key; a section named after a YAML's stem
+(``text``, ``asr``, ...) applies to that YAML only. Command line values always win over the profile.
+
+Overrides are whatever SpeechBrain's ``parse_arguments`` and HyperPyYAML accept (``--lr=0.1``,
+``--opt_class=!name:torch.optim.AdamW``, ``--src=!ref <data_folder>/x``): they are read and written
+back with ruamel.yaml's round-trip mode, the parser HyperPyYAML itself uses, so every tag survives
+the merge with the profile. A key the YAML lacks is a :class:`~topic_id.errors.ConfigError` naming
+the nearest keys (HyperPyYAML's own message is a Python list of every key).
 """
 
+import difflib
+import io
 import re
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from data_prep.manifest import read_topics
+from topic_id.errors import ConfigError
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "hparams" / "profiles"
 _TOP_KEY = re.compile(r"^([A-Za-z_]\w*)\s*:", re.MULTILINE)
 
 
-class Ref(str):
-    """A profile value written ``!ref <key>...``, resolved by HyperPyYAML against the system YAML."""
+def _round_trip():
+    yaml = YAML()
+    yaml.width = 10**6  # one override per line, however long
+    return yaml
 
 
-class _ProfileLoader(yaml.SafeLoader):
-    """Safe YAML loader that keeps HyperPyYAML ``!ref`` values for later resolution."""
+def read_yaml_map(text, what):
+    r"""A YAML mapping with its tags kept (ruamel round-trip), or ConfigError naming ``what``.
+
+    Example
+    -------
+    >>> overrides = read_yaml_map("opt_class: !name:torch.optim.AdamW\nlr: 0.1", "overrides")
+    >>> overrides["opt_class"].tag.value, overrides["lr"]
+    ('!name:torch.optim.AdamW', 0.1)
+    """
+    try:
+        data = _round_trip().load(text) if text and text.strip() else None
+    except YAMLError as err:
+        raise ConfigError(f"{what} are not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be key: value pairs, got {text!r}")
+    return data
 
 
-_ProfileLoader.add_constructor("!ref", lambda loader, node: Ref(loader.construct_scalar(node)))
+def dump_yaml_map(mapping):
+    r"""The inverse of :func:`read_yaml_map`: YAML text, tags as written.
+
+    Example
+    -------
+    >>> print(dump_yaml_map(read_yaml_map("src: !ref <data_folder>/bert\nlr: 0.1", "overrides")), end="")
+    src: !ref <data_folder>/bert
+    lr: 0.1
+    """
+    out = io.StringIO()
+    if mapping:
+        _round_trip().dump(dict(mapping), out)
+    return out.getvalue()
+
+
+def split_profile(argv):
+    """Take ``--profile X`` / ``--profile=X`` out of train.py's arguments (the last one wins).
+
+    SpeechBrain's parser would read ``--profile`` as an abbreviation of ``--profile_training``.
+
+    Example
+    -------
+    >>> split_profile(["sys.yaml", "--profile", "demo", "--lr=0.1", "--profile=tiny"])
+    ('tiny', ['sys.yaml', '--lr=0.1'])
+    """
+    profile, rest, args = None, [], iter(argv)
+    for arg in args:
+        if arg == "--profile":
+            profile = next(args, None)
+            if profile is None:
+                raise ConfigError("--profile needs a value: a profile name (demo, paper, tiny) or a YAML path")
+        elif arg.startswith("--profile="):
+            profile = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return profile, rest
 
 
 def top_level_keys(hparams_file):
     """The top-level keys of a HyperPyYAML file, without resolving it."""
     return set(_TOP_KEY.findall(Path(hparams_file).read_text(encoding="utf-8")))
+
+
+def check_keys(given, keys, hparams_file, source="--"):
+    """ConfigError for the first key of ``given`` that is not in ``keys``, with the nearest ones.
+
+    Example
+    -------
+    >>> check_keys({"lr": 1, "number_of_epoch": 2}, {"lr", "number_of_epochs", "seed"}, "text.yaml")
+    Traceback (most recent call last):
+    ...
+    topic_id.errors.ConfigError: --number_of_epoch: text.yaml has no such key; nearest: number_of_epochs
+    """
+    for key in given:
+        if key not in keys:
+            near = difflib.get_close_matches(str(key), sorted(keys), n=3, cutoff=0.6)
+            hint = f"nearest: {', '.join(near)}" if near else "its top-level keys are the overridable ones"
+            raise ConfigError(f"{source}{key}: {Path(hparams_file).name} has no such key; {hint}")
+
+
+def profile_path(hparams_file, profile):
+    """The profile YAML: a path, or ``<name>.yaml`` in ``profiles/`` beside the system YAML."""
+    path = Path(profile)
+    if path.is_file():
+        return path
+    folder = Path(hparams_file).resolve().parent / "profiles"
+    path = folder / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"profile {profile!r} not found in {folder}; known profiles: {known}, or give a YAML path")
+    return path
 
 
 def profile_overrides(hparams_file, profile):
@@ -47,17 +139,15 @@ def profile_overrides(hparams_file, profile):
     Returns
     -------
     dict
+        Values as ruamel reads them (``!ref`` and other tags kept).
     """
-    path = Path(profile)
-    if not path.is_file():
-        path = PROFILE_DIR / f"{profile}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-        raise FileNotFoundError(f"profile {profile!r} not found; known profiles: {known}")
-    sections = yaml.load(path.read_text(encoding="utf-8"), Loader=_ProfileLoader) or {}
+    path = profile_path(hparams_file, profile)
+    sections = read_yaml_map(path.read_text(encoding="utf-8"), f"the profile {path}")
     keys = top_level_keys(hparams_file)
     out = {k: v for k, v in (sections.get("defaults") or {}).items() if k in keys}
-    out.update(sections.get(Path(hparams_file).stem) or {})
+    own = sections.get(Path(hparams_file).stem) or {}
+    check_keys(own, keys, hparams_file, source=f"{path.name}, section {Path(hparams_file).stem}: ")
+    out.update(own)
     return out
 
 
@@ -71,27 +161,29 @@ def resolve_overrides(hparams_file, overrides, profile=None):
     overrides : str
         The YAML string of ``--key=value`` arguments from ``speechbrain.parse_arguments``.
     profile : str, optional
-        A profile name or path (``--profile=`` of train.py).
+        A profile name or path (``--profile`` of train.py).
 
     Returns
     -------
     str
-        Overrides for ``load_hyperpyyaml`` as a YAML string (so ``!ref`` values resolve). ``n_topics`` defaults to the length of the corpus'
-        ``topics.txt`` so a corpus with another label set needs no extra flag.
+        Overrides for ``load_hyperpyyaml`` as a YAML string (so ``!ref`` values resolve). ``n_topics``
+        defaults to the length of the corpus' ``topics.txt`` so a corpus with another label set needs
+        no extra flag.
+
+    Raises
+    ------
+    ConfigError
+        A key the YAML lacks, invalid YAML, an unknown profile.
     """
-    given = yaml.safe_load(overrides) if overrides else {}
-    given = given or {}
+    given = read_yaml_map(overrides, "the overrides")
+    keys = top_level_keys(hparams_file)
+    check_keys(given, keys, hparams_file)
     merged = profile_overrides(hparams_file, profile) if profile else {}
     merged.update(given)
-    if "n_topics" not in merged and "data_folder" in merged and "n_topics" in top_level_keys(hparams_file):
-        merged["n_topics"] = len(read_topics(merged["data_folder"]))
-    return "\n".join(_yaml_line(k, v) for k, v in merged.items())
-
-
-def _yaml_line(key, value):
-    if isinstance(value, Ref):
-        return f"{key}: !ref {value}"
-    return yaml.safe_dump({key: value}, default_flow_style=True, width=10**6).strip()[1:-1]
+    folder = merged.get("data_folder")
+    if "n_topics" not in merged and isinstance(folder, str) and "n_topics" in keys:
+        merged["n_topics"] = len(read_topics(folder))
+    return dump_yaml_map(merged)
 
 
 def environment_description():

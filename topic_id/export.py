@@ -36,10 +36,10 @@ import yaml
 from ruamel.yaml import YAML
 
 from topic_id.metrics import atomic_write
+from topic_id.runs import Run
 
 logger = logging.getLogger(__name__)
 
-RUN_SPEC = "run.json"
 EXPORT_SPEC = "export.json"
 ASR_PREFIX = "asr_"
 ASR_TOKENIZER_DIR = "asr/tokenizer"
@@ -51,102 +51,6 @@ _TRAINING_ONLY = ("checkpointer", "train_logger", "__set_seed")
 
 class ExportError(ValueError):
     """A run cannot be exported, or a model folder cannot be loaded; the message says why."""
-
-
-def write_run_spec(output_folder, hparams_file, overrides):
-    """Record how a run was built (``train.py``, main process): ``<output_folder>/run.json``.
-
-    Arguments
-    ---------
-    output_folder : str or Path
-        The run folder.
-    hparams_file : str or Path
-        The system YAML.
-    overrides : str
-        The resolved overrides (YAML text, profile included) the YAML was loaded with.
-    """
-    spec = {"hparams_file": str(Path(hparams_file).resolve()), "overrides": overrides or ""}
-    with atomic_write(Path(output_folder) / RUN_SPEC) as f:
-        json.dump(spec, f, indent=2, ensure_ascii=False)
-
-
-def _plain(value):
-    """A ruamel value as plain Python (lists, numbers, strings), or ExportError."""
-    try:
-        return json.loads(json.dumps(value))
-    except TypeError:
-        raise ExportError(f"cannot export the non-scalar override value {value!r}") from None
-
-
-class Run:
-    """A finished training run: its system YAML, effective overrides and resolved hyperparameters.
-
-    Arguments
-    ---------
-    run_dir : str or Path
-        The run's output folder.
-    """
-
-    def __init__(self, run_dir):
-        self.dir = Path(run_dir).resolve()
-        resolved = self.dir / "hyperparams.yaml"
-        if not resolved.is_file():
-            raise ExportError(f"{run_dir} is not a training run folder (no hyperparams.yaml)")
-        text = resolved.read_text(encoding="utf-8")
-        self.doc = YAML().load(text)
-        spec_file = self.dir / RUN_SPEC
-        if spec_file.is_file():
-            spec = json.loads(spec_file.read_text(encoding="utf-8"))
-            self.yaml = Path(spec["hparams_file"])
-            given = YAML().load(spec["overrides"]) if spec["overrides"].strip() else {}
-            keys = list(given or {})
-        else:
-            # A run trained before run.json existed: SpeechBrain's header names the YAML; the
-            # overrides are the plain values that differ from its defaults.
-            header = re.search(r"^# (/\S+\.yaml)\s*$", text, re.MULTILINE)
-            self.yaml = Path(header.group(1)) if header else Path("?")
-            keys = None
-        if not self.yaml.is_file():
-            # The project moved since training: the YAML of the same name in this checkout.
-            local = Path(__file__).resolve().parent.parent / "hparams" / self.yaml.name
-            if not local.is_file():
-                raise ExportError(f"the system YAML {self.yaml} of {self.dir} is missing")
-            self.yaml = local
-        if keys is None:
-            defaults = YAML().load(self.yaml.read_text(encoding="utf-8"))
-            keys = [k for k, v in defaults.items() if not hasattr(v, "tag") or not v.tag.value]
-            keys = [k for k in keys if k in self.doc and _plain_or_none(self.doc[k]) != _plain_or_none(defaults[k])]
-        # The effective values (a profile's `!ref <data_folder>/...` resolved) from the run's YAML.
-        self.overrides = {k: _plain(self.doc[k]) for k in keys if k in self.doc}
-
-    def __getitem__(self, key):
-        return self.doc[key]
-
-    def get(self, key, default=None):
-        """A resolved top-level hyperparameter."""
-        return self.doc.get(key, default)
-
-    @property
-    def modules(self):
-        """Names in the run's ``modules``."""
-        return list(self.doc.get("modules") or {})
-
-    def checkpoint(self):
-        """The best checkpoint directory (by the run's ``ckpt_select``) and its parameter files."""
-        from topic_id.transfer import TransferError, best_checkpoint
-
-        try:
-            ckpt = best_checkpoint(self.dir, self.doc["ckpt_select"])
-        except TransferError as err:
-            raise ExportError(str(err)) from None
-        return Path(ckpt.path), {k: Path(v) for k, v in ckpt.paramfiles.items()}
-
-
-def _plain_or_none(value):
-    try:
-        return json.loads(json.dumps(value))
-    except TypeError:
-        return None
 
 
 def find_asr(run, asr=None):

@@ -11,39 +11,15 @@ fresh (a restarted stage resumes from its own checkpoints instead).
 import logging
 from pathlib import Path
 
-from speechbrain.utils.checkpoints import (
-    DEFAULT_LOAD_HOOKS,
-    Checkpointer,
-    get_default_hook,
-)
+from speechbrain.utils.checkpoints import DEFAULT_LOAD_HOOKS, get_default_hook
 
-from topic_id.brains import selection
+from topic_id.runs import Run, RunError
 
 logger = logging.getLogger(__name__)
 
 
-class TransferError(Exception):
+class TransferError(RunError):
     """The earlier stage cannot provide what this stage needs."""
-
-
-def run_selection_metric(run_dir):
-    """The ``ckpt_select`` an earlier run was trained with (from its ``hyperparams.yaml``).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> run = Path(tempfile.mkdtemp())
-    >>> _ = (run / "hyperparams.yaml").write_text("lr: 0.1\nckpt_select: wer\n")
-    >>> run_selection_metric(run)
-    'wer'
-    """
-    path = Path(run_dir) / "hyperparams.yaml"
-    if path.is_file():
-        # Read as text: the file holds HyperPyYAML tags that plain YAML cannot load.
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("ckpt_select:"):
-                return line.split(":", 1)[1].split("#")[0].strip()
-    raise TransferError(f"{path} names no ckpt_select; give init_select explicitly")
 
 
 def best_checkpoint(run_dir, metric=None):
@@ -61,15 +37,37 @@ def best_checkpoint(run_dir, metric=None):
     -------
     speechbrain.utils.checkpoints.Checkpoint
     """
-    if metric is None:
-        metric = run_selection_metric(run_dir)
-    save = Path(run_dir) / "save"
-    ckpt = Checkpointer(save).find_checkpoint(**selection(metric))
-    if ckpt is None:
-        raise TransferError(
-            f"no checkpoint with a {metric!r} score under {save}: train that stage first "
-            "(see recipes/systems.csv for the order)"
-        )
+    try:
+        return Run(run_dir).best_checkpoint(metric)
+    except RunError as err:
+        raise TransferError(str(err)) from None
+
+
+def source_checkpoint(run_dir, modules, names, metric, labels_file=None):
+    """The checkpoint :func:`init_from` would copy from, after every check, without loading it.
+
+    ``recipes/train.py`` calls it before anything is written, so a missing or mismatching earlier
+    stage stops the run with one line instead of after the set-up.
+
+    Arguments
+    ---------
+    run_dir, modules, names, metric, labels_file
+        As for :func:`init_from`.
+
+    Returns
+    -------
+    speechbrain.utils.checkpoints.Checkpoint
+    """
+    ckpt = best_checkpoint(run_dir, metric)
+    if labels_file is not None:
+        theirs = Path(run_dir) / "topics.txt"
+        if theirs.is_file() and theirs.read_text() != Path(labels_file).read_text():
+            raise TransferError(f"label order of {theirs} differs from {labels_file} (B8)")
+    for name in names:
+        if name not in modules:
+            raise TransferError(f"this stage has no module {name!r} to initialise")
+        if name not in ckpt.paramfiles:
+            raise TransferError(f"{ckpt.path} has no {name!r}; it holds {sorted(ckpt.paramfiles)}")
     return ckpt
 
 
@@ -96,16 +94,8 @@ def init_from(run_dir, modules, names, metric, labels_file=None):
     Path
         The checkpoint directory used.
     """
-    ckpt = best_checkpoint(run_dir, metric)
-    if labels_file is not None:
-        theirs = Path(run_dir) / "topics.txt"
-        if theirs.is_file() and theirs.read_text() != Path(labels_file).read_text():
-            raise TransferError(f"label order of {theirs} differs from {labels_file} (B8)")
+    ckpt = source_checkpoint(run_dir, modules, names, metric, labels_file)
     for name in names:
-        if name not in modules:
-            raise TransferError(f"this stage has no module {name!r} to initialise")
-        if name not in ckpt.paramfiles:
-            raise TransferError(f"{ckpt.path} has no {name!r}; it holds {sorted(ckpt.paramfiles)}")
         # The module's own load hook: plain state dicts, and SpeechBrain objects with custom
         # checkpoint formats (e.g. InputNormalization statistics).
         load = get_default_hook(modules[name], DEFAULT_LOAD_HOOKS)
