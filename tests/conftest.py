@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = ROOT / "recipes" / "systems.csv"
 STANDIN = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 400}
 STANDIN_WAV2VEC2 = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "conv_dim": 16}
 
@@ -26,8 +27,8 @@ def tiny_corpus(tmp_path_factory):
     """The tiny built-in corpus with stand-ins at ``<corpus>/standin_bert`` and ``standin_wav2vec2``."""
     from data_prep.demo_corpus import prepare_demo
     from data_prep.manifest import read_manifest
-    from topic_id.text import build_standin
-    from topic_id.wav2vec2 import build_standin as build_standin_wav2vec2
+    from topic_id.standins.bert import build_standin
+    from topic_id.standins.wav2vec2 import build_standin as build_standin_wav2vec2
 
     out = tmp_path_factory.mktemp("tiny_corpus")
     prepare_demo(out, seed=0, size="tiny")
@@ -61,7 +62,7 @@ def registry_runs(tiny_corpus, tmp_path_factory, train):
     from topic_id.registry import load_registry, transcriber
 
     root = tmp_path_factory.mktemp("runs")
-    rows = {row["name"]: row for row in load_registry()}
+    rows = {row["name"]: row for row in load_registry(REGISTRY)}
     done, corpora = {}, {}
 
     def corpus_of(asr):

@@ -13,12 +13,13 @@ from topic_id import cli
 from topic_id.bow import build_model, fit_model, posteriors
 from topic_id.registry import load_registry
 from topic_id.report import write_report
+from conftest import REGISTRY
 
 TOY = {"animals": ["kissa koira", "koira hevonen", "kissa lehmä", "hevonen lehmä koira"],
        "sports": ["pallo maali", "maali juoksu", "juoksu pallo", "pallo hiihto"],
        "media": ["uutiset lehti", "lehti radio", "radio uutiset", "uutiset televisio"]}
 LABELS = ["media", "animals", "summer", "sports"]  # not sorted, and one topic never seen
-BOW = {row["name"]: row for row in load_registry() if row["hparams"] == "hparams/bow.yaml"}
+BOW = {row["name"]: row for row in load_registry(REGISTRY) if row["hparams"] == "hparams/bow.yaml"}
 
 
 def _toy():
@@ -113,7 +114,7 @@ def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path, capsys):
     for name in ("bow_man", "text_man"):
         (root / name).mkdir(parents=True)
         (root / name / "1").symlink_to(registry_runs(name)[0])
-    table_md, _ = write_report(root, corpus="lp")
+    table_md, _ = write_report(root, corpus="lp", registry=REGISTRY)
     lines = {line.split(" | ")[0]: line for line in table_md.splitlines()}
     bow = lines["| BoW man trn (ours)"]
     assert "bag of words (scikit-learn" in bow and bow.rstrip(" |").endswith("— | — | — | — | —")

@@ -8,6 +8,7 @@ from topic_id import metrics
 from topic_id.claims import CLAIMS, check_claims, compare, verdict
 from topic_id.report import write_report
 from topic_id.results import DATA, collect, table_one
+from conftest import REGISTRY
 
 PUBLISHED = DATA / "paper_table1.csv"
 # Test micro-F1 (%) per registry row and seed. The text claim holds within seed noise, emb transfer
@@ -31,7 +32,7 @@ def _tree(root, scores):
 
 
 def _claims(root):
-    return {c["id"]: c for c in check_claims(table_one(collect(root)), PUBLISHED)}
+    return {c["id"]: c for c in check_claims(table_one(collect(root, REGISTRY)), PUBLISHED)}
 
 
 def test_the_published_numbers_make_every_claim():
@@ -87,7 +88,7 @@ def test_a_failing_claim_is_judged_on_its_failing_links():
 
 def test_report_has_the_claims_section_and_csv(tmp_path):
     root = _tree(tmp_path / "results", SCORES)
-    write_report(root, corpus="demo")
+    write_report(root, corpus="demo", registry=REGISTRY)
     report = (root / "report" / "report.md").read_text()
     section = report.split("## Claims of the paper")[1].split("## Support systems")[0]
     assert "| text semi-sup ≥ text man trn > text pipeline | 84.68 > 83.97 > 80.38 |" in section

@@ -8,7 +8,7 @@ from speechbrain.utils.run_opts import RunOptions
 
 from topic_id.experiment import top_level_keys
 from topic_id.registry import load_registry
-from conftest import ROOT
+from conftest import REGISTRY, ROOT
 
 SYSTEM_YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams").glob("*.yaml"))
 PYTHON = "\n".join(
@@ -21,7 +21,7 @@ BRAIN_RUN_OPTS = set(RunOptions().as_dict())
 
 
 def test_every_yaml_is_registered():
-    registered = {row["hparams"] for row in load_registry()}
+    registered = {row["hparams"] for row in load_registry(REGISTRY)}
     assert set(SYSTEM_YAMLS) <= registered, set(SYSTEM_YAMLS) - registered
 
 

@@ -16,13 +16,14 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from data_prep.manifest import read_manifest
-from topic_id.experiment import PROFILE_DIR
 from topic_id.nnet import TextBLSTM
 from topic_id.pipeline import transcribed_copy
 from topic_id.registry import load_registry
-from conftest import ROOT
+from conftest import REGISTRY, ROOT
 
-ROWS = {row["name"]: row for row in load_registry()}
+PROFILE_DIR = ROOT / "hparams" / "profiles"
+
+ROWS = {row["name"]: row for row in load_registry(REGISTRY)}
 
 # Trainable parameters at the paper's (LP) sizes, frozen text encoder excluded. The published
 # counts (original_recipes.md §4) had 10-way output layers (B2); ours have 8 outputs.

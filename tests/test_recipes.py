@@ -11,8 +11,9 @@ import pytest
 
 from data_prep.manifest import read_manifest
 from topic_id.registry import load_registry
+from conftest import REGISTRY
 
-ROWS = load_registry()
+ROWS = load_registry(REGISTRY)
 EXPECTED = ("hyperparams.yaml", "log.txt", "env.log", "metrics.json", "topics.txt")
 
 

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 
 from topic_id import cli, metrics
-from topic_id.registry import ROOT
+from conftest import REGISTRY as PROJECT_REGISTRY, ROOT
 from topic_id.report import write_report
 from topic_id.results import DATA, agreement, collect, support_table, table_one, table_two
 
@@ -91,14 +91,14 @@ def test_rows_follow_table_row(tree):
     root, registry, _ = tree
     order = [e["row"] for e in table_one(collect(root, registry))]
     assert order == ["text_man", "text_semisup", "emb_transfer", "audio_only", "wav2vec2"]
-    real = table_one(collect(root))  # the project's registry, whatever rows it holds by now
+    real = table_one(collect(root, PROJECT_REGISTRY))  # the project's registry, whatever rows it holds by now
     paper_rows = [e["table_row"] for e in real if e["table_row"].isdigit()]
     assert paper_rows == sorted(paper_rows, key=int)
     assert "asr" not in [e["row"] for e in real]
     # Our BoW rows (table_row "BoW") sit right after the text rows, and get no paper numbers.
-    order = [e["row"] for e in table_one(collect(root), DATA / "paper_table1.csv")]
+    order = [e["row"] for e in table_one(collect(root, PROJECT_REGISTRY), DATA / "paper_table1.csv")]
     assert order.index("text_semisup") < order.index("bow_man") < order.index("bow_asr") < order.index("audio_bl")
-    bow = next(e for e in table_one(collect(root), DATA / "paper_table1.csv") if e["row"] == "bow_man")
+    bow = next(e for e in table_one(collect(root, PROJECT_REGISTRY), DATA / "paper_table1.csv") if e["row"] == "bow_man")
     assert bow["paper_f1_test"] is None and bow["paper_params"] is None
 
 
@@ -180,17 +180,19 @@ def test_lp_adds_published_numbers(tree):
 
 
 def test_cli_exit_codes(tree, tmp_path, capsys):
-    root, _, _ = tree
-    assert cli.main(["report", str(root), "--out", str(tmp_path / "rep")]) == 0
+    root, registry, _ = tree
+    assert cli.main(["report", str(root), "--out", str(tmp_path / "rep")]) == 2
+    assert "systems.csv does not exist" in capsys.readouterr().err  # no copy, no --registry
+    assert cli.main(["report", str(root), "--out", str(tmp_path / "rep"), "--registry", str(registry)]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("| System |") and (tmp_path / "rep" / "report.md").is_file()
     for bad in (tmp_path / "nowhere", tmp_path / "empty"):
         (tmp_path / "empty").mkdir(exist_ok=True)
-        assert cli.main(["report", str(bad)]) == 1
+        assert cli.main(["report", str(bad), "--registry", str(registry)]) == 1
         err = capsys.readouterr().err
         assert "topic-id report: error:" in err and "Traceback" not in err
         assert len([line for line in err.splitlines() if line.startswith("topic-id")]) == 1
-    assert cli.main(["report", str(root), "--timings", str(tmp_path / "none.csv")]) == 1
+    assert cli.main(["report", str(root), "--registry", str(registry), "--timings", str(tmp_path / "none.csv")]) == 1
     assert "none.csv does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["report", str(root), "--corpus", "nope"])

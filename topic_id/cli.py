@@ -2,7 +2,7 @@
 
 Subcommands:
 
-- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR]``: Table I, Table II, Fig. 3 and the
+- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR] [--registry CSV]``: Table I, Table II, Fig. 3 and the
   confusion matrices of a results tree (:mod:`topic_id.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
   (any rate, any channels) or transcripts with an exported or trained system
@@ -15,13 +15,15 @@ Each subcommand is one ``_add_<name>(commands)`` function that registers its par
 ``handler``; ``predict`` and ``export`` (inference, issue 6) and ``bench`` (issue 7) join the same
 way in :func:`build_parser`. A command's result goes to stdout, progress to the log on stderr. A
 failure prints one line naming the problem and exits 1, without a traceback (``--verbose`` logs
-it); bad arguments exit 2 (argparse).
+it); bad arguments exit 2 (argparse), as do configuration errors (:class:`topic_id.errors.ConfigError`).
 """
 
 import argparse
 import logging
 import sys
 from pathlib import Path
+
+from topic_id.errors import ConfigError
 
 logger = logging.getLogger("topic_id.cli")
 
@@ -38,7 +40,7 @@ def _report(args):
         raise CommandError(f"{results} is not a folder; give the results tree <out>/results")
     if args.timings and not Path(args.timings).is_file():
         raise CommandError(f"{args.timings} does not exist; give run_table.sh's <out>/logs/steps.csv")
-    table, _ = write_report(results, args.out, corpus=args.corpus, timings=args.timings)
+    table, _ = write_report(results, args.out, corpus=args.corpus, registry=args.registry, timings=args.timings)
     print(table)
     return 0
 
@@ -57,6 +59,9 @@ def _add_report(commands):
                         "not comparable with the paper's (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="report folder (default: RESULTS_DIR/report)")
+    parser.add_argument("--registry", metavar="CSV", default=None,
+                        help="the registry the runs were made with (default: RESULTS_DIR/systems.csv, "
+                        "which run_table.sh writes; else the checkout's recipes/systems.csv)")
     parser.add_argument("--timings", metavar="CSV", default=None,
                         help="run_table.sh's <out>/logs/steps.csv: each step's wall time in report.md")
     parser.set_defaults(handler=_report)
@@ -96,7 +101,8 @@ def _add_predict(commands):
 def _export(args):
     from topic_id.export import export_run
 
-    print(export_run(args.run_dir, args.out_dir, asr=args.asr, overwrite=args.overwrite))
+    print(export_run(args.run_dir, args.out_dir, asr=args.asr, overwrite=args.overwrite,
+                     hparams_dir=args.hparams_dir))
     return 0
 
 
@@ -115,6 +121,9 @@ def _add_export(commands):
                         help="the ASR run for a text or hybrid system (default: the one that "
                         "transcribed its manifests, if any)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier export")
+    parser.add_argument("--hparams-dir", metavar="DIR", default=None,
+                        help="the hparams/ folder of the checkout that trained the run, when the "
+                        "system YAML path recorded in its run.json no longer exists")
     parser.set_defaults(handler=_export)
 
 
@@ -164,7 +173,7 @@ def main(argv=None):
             # An unexpected failure: its type says more than its message alone.
             message = f"{type(err).__name__}: {message} (--verbose shows where)"
         print(f"topic-id {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, ConfigError) else 1
 
 
 if __name__ == "__main__":

@@ -69,19 +69,19 @@ def find_asr(run, asr=None):
         ``(Run or None, checkpoint directory or None)``.
     """
     if asr is not None:
-        return Run(asr), None
+        return Run(asr, run.hparams_dir), None
     record = Path(run["data_folder"]) / "asr_words.json"
     if record.is_file():
         entries = json.loads(record.read_text(encoding="utf-8"))
         entry = entries.get("test.csv") or next(iter(entries.values()), None)
         if entry and Path(entry["asr"]).is_dir():
             ckpt = Path(entry["checkpoint"])
-            return Run(entry["asr"]), ckpt if ckpt.is_dir() else None
+            return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None
     init = run.get("init_from")
     if init and (Path(init) / "hyperparams.yaml").is_file():
         from topic_id.asr import DECODE_MODULES
 
-        earlier = Run(init)
+        earlier = Run(init, run.hparams_dir)
         if all(name in earlier.modules for name in DECODE_MODULES):
             return earlier, None
     return None, None
@@ -132,7 +132,7 @@ def _system_overrides(run, folder):
     return out
 
 
-def export_run(run_dir, out_dir, asr=None, overwrite=False):
+def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     """Write the model folder of a finished run (see the module docstring).
 
     Arguments
@@ -145,6 +145,9 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False):
         The ASR run for a text or hybrid system (default: see :func:`find_asr`).
     overwrite : bool
         Replace an earlier export at ``out_dir``.
+    hparams_dir : str or Path, optional
+        Where to find the system YAMLs by name when the paths recorded at training time are gone
+        (the checkout moved or was deleted): that checkout's ``hparams/`` folder.
 
     Returns
     -------
@@ -154,7 +157,7 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False):
     from topic_id.asr import DECODE_MODULES
     from topic_id.text import STANDIN_MARKER
 
-    run = Run(run_dir)
+    run = Run(run_dir, hparams_dir)
     if "head" not in run.modules:
         raise ExportError(f"{run.dir} has no topic head (modules: {run.modules}): nothing to export")
     out_dir = Path(out_dir)

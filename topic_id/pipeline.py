@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from topic_id.metrics import atomic_write
-from topic_id.registry import ROOT, load_registry, transcriber
+from topic_id.registry import RESULTS_COPY, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = ROOT / "recipes" / "systems.csv"
 STAGES = ("prepare", "standins", "asr", "transcribe", "systems", "report")
 STEP_FIELDS = ("step", "status", "seconds", "started", "finished")
 """Columns of ``logs/steps.csv``: each step of the latest invocation, ``ran`` or ``skipped``, its
@@ -130,7 +132,7 @@ def plan(args, rows=None):
     """
     out = Path(args.out).resolve()
     data = out / "data"
-    rows = load_registry() if rows is None else rows
+    rows = load_registry(REGISTRY) if rows is None else rows
     seeds = args.seeds.split()
     first = seeds[0]
     wanted = range(args.stage, args.stop_stage + 1)
@@ -140,10 +142,10 @@ def plan(args, rows=None):
         steps.append(Step(prep, prepare_command(args, data), data / "summary.json", continues=False))
     standins = []
     if 2 in wanted and args.profile == "demo":
-        for label, module, folder in (("stand-in text encoder", "topic_id.text", "standin_bert"),
-                                      ("stand-in wav2vec2", "topic_id.wav2vec2", "standin_wav2vec2")):
-            cmd = [sys.executable, "-m", module, "build-standin", "--out", data / folder]
-            if module == "topic_id.text":
+        for label, command, folder in (("stand-in text encoder", "build-bert", "standin_bert"),
+                                       ("stand-in wav2vec2", "build-wav2vec2", "standin_wav2vec2")):
+            cmd = [sys.executable, "-m", "topic_id.standins", command, "--out", data / folder]
+            if command == "build-bert":
                 cmd[4:4] = ["--manifests", data]
             steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep], continues=False))
             standins.append(label)
@@ -337,7 +339,11 @@ def run(args):
     threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else None
     runner = Runner(out, jobs, None if "OMP_NUM_THREADS" in os.environ else threads)
     logger.info("%d parallel step(s)%s", jobs, f", {threads} thread(s) each" if threads else "")
-    runner.execute(plan(args))
+    steps = plan(args)
+    # The results tree carries the registry it was made with, for `topic-id report` anywhere.
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REGISTRY, out / "results" / RESULTS_COPY)
+    runner.execute(steps)
     return runner
 
 

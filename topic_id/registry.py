@@ -2,7 +2,7 @@
 
 Columns: ``name`` (results folder name), ``table_row`` (paper Table I row; empty for support
 systems; ``BoW`` for rows of ours that are not in the paper, e.g. the bag-of-words baselines, which
-Table I lists after the paper row above them and never gives paper numbers), ``paper_name``, ``hparams`` (YAML, relative to the project root), ``overrides`` (extra
+Table I lists after the paper row above them and never gives paper numbers), ``paper_name``, ``hparams`` (YAML, relative to the checkout's root), ``overrides`` (extra
 ``--key=value`` arguments), ``init_from`` (the row whose best checkpoint this stage starts from),
 ``needs`` (which ASR must have filled ``asr_words`` first, see :func:`transcriber`), ``train_text``
 and ``test_text`` (which text the row saw: manual, own ASR or external ASR; B12).
@@ -18,11 +18,41 @@ import csv
 import shlex
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REGISTRY = ROOT / "recipes" / "systems.csv"
+from topic_id.errors import ConfigError
+
+RESULTS_COPY = "systems.csv"
+"""``recipes/run_table.sh`` copies the registry it ran into ``<out>/results/systems.csv``, so a results
+tree carries its own row list and ``topic-id report`` needs no checkout."""
 
 
-def load_registry(path=REGISTRY):
+def registry_of(results_dir, registry=None):
+    """The registry of a results tree: ``registry`` when given, else the tree's own copy.
+
+    Arguments
+    ---------
+    results_dir : str or Path
+        The results tree (``<out>/results``).
+    registry : str or Path, optional
+        An explicit registry CSV (e.g. ``recipes/systems.csv`` of a checkout).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ConfigError
+        Neither is there.
+    """
+    path = Path(registry) if registry else Path(results_dir) / RESULTS_COPY
+    if not path.is_file():
+        hint = "" if registry else " (run_table.sh writes it)"
+        raise ConfigError(f"{path} does not exist{hint}: pass --registry recipes/systems.csv of the "
+                          "checkout that trained the runs")
+    return path
+
+
+def load_registry(path):
     """Read the registry as a list of dicts, in dependency order (as written).
 
     Arguments

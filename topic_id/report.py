@@ -20,7 +20,6 @@ import numpy as np
 
 from topic_id.claims import check_claims, claims_section
 from topic_id.metrics import atomic_write, plot_confusion
-from topic_id.registry import REGISTRY
 from topic_id.results import (
     ASR_KEYS,
     DATA,
@@ -246,7 +245,7 @@ def _markdown_run_time(timings):
     return "\n\n".join(lines)
 
 
-def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY, timings=None):
+def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timings=None):
     """Write the report of ``results_dir``: Markdown, CSV and PNG files (see the module docstring).
 
     Arguments
@@ -257,8 +256,8 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=REGISTRY, ti
         Default ``<results_dir>/report`` (skipped when the tree is read).
     corpus : str
         ``lp`` adds the paper's published numbers; ``demo`` notes that scores are not comparable.
-    registry : str, Path or list
-        The registry.
+    registry : str, Path or list, optional
+        The registry; default: the results tree's copy ``systems.csv``.
     timings : str or Path, optional
         run_table.sh's ``logs/steps.csv``: adds each step's wall time to ``report.md``.
 

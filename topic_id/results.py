@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from topic_id.registry import REGISTRY, load_registry
+from topic_id.registry import load_registry, registry_of
 
 DATA = Path(__file__).resolve().parent / "data"
 TOPIC_KEYS = ("f1_dev", "f1_test", "uar_dev", "uar_test")
@@ -48,7 +48,7 @@ def paper_key(name):
     return " ".join(re.sub(r"\([^)]*\)", " ", name or "").lower().split())
 
 
-def collect(results_dir, registry=REGISTRY, exclude=()):
+def collect(results_dir, registry=None, exclude=()):
     """Read ``metrics.json`` of every registry row × seed under ``results_dir``.
 
     A Table I row is expected for every seed seen anywhere in the tree; a support row (no
@@ -58,8 +58,9 @@ def collect(results_dir, registry=REGISTRY, exclude=()):
     ---------
     results_dir : str or Path
         The tree ``<row name>/<seed>/metrics.json``.
-    registry : str, Path or list
-        The registry CSV, or rows already read.
+    registry : str, Path or list, optional
+        The registry CSV, or rows already read; default: the tree's own copy
+        (:func:`topic_id.registry.registry_of`).
     exclude : sequence of Path
         Folders to skip (the report's own folder when it lives inside the tree).
 
@@ -70,7 +71,7 @@ def collect(results_dir, registry=REGISTRY, exclude=()):
         registry.
     """
     root = Path(results_dir)
-    rows = registry if isinstance(registry, list) else load_registry(registry)
+    rows = registry if isinstance(registry, list) else load_registry(registry_of(root, registry))
     names = {r["name"] for r in rows}
     skip = {Path(p).resolve() for p in exclude}
     folders = [p for p in sorted(root.iterdir()) if p.is_dir() and p.resolve() not in skip]
