@@ -128,7 +128,7 @@ def run(argv):
     # would add some 200 lines of it to every run's log.
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     output = Path(hparams["output_folder"])
-    sb.utils.distributed.run_on_main(write_environment, args=[output])
+    sb.utils.distributed.run_on_main(write_environment, args=[output, hparams_file])
     # The YAML and overrides this run was built from, for `topic-id export` (topic_id/export.py).
     sb.utils.distributed.run_on_main(write_run_spec, args=[output, hparams_file, overrides])
     labels_file = Path(hparams["data_folder"]) / "topics.txt"

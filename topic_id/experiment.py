@@ -186,13 +186,13 @@ def resolve_overrides(hparams_file, overrides, profile=None):
     return dump_yaml_map(merged)
 
 
-def environment_description():
+def environment_description(checkout="."):
     """``env.log`` as SpeechBrain writes it, with the package list from ``importlib.metadata``.
 
     SpeechBrain's ``get_environment_description`` runs ``pip freeze`` in a subprocess: about two
     seconds per training process (18 in the demo table) and every line echoed into ``log.txt``.
     Same sections here: Python version, installed packages (``name==version``), git revision of
-    this project, CUDA version.
+    the checkout at ``checkout``, CUDA version.
 
     Returns
     -------
@@ -207,7 +207,7 @@ def environment_description():
     packages = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
                        if d.metadata["Name"]}, key=str.lower)
     try:
-        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, text=True,
                              capture_output=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         git = "not a git checkout"
@@ -220,6 +220,11 @@ def environment_description():
                       "Installed Python packages:", *packages, rule, f"Git revision:\n{git}", rule, cuda, ""])
 
 
-def write_environment(output_folder):
-    """Write :func:`environment_description` to ``<output_folder>/env.log``."""
-    (Path(output_folder) / "env.log").write_text(environment_description(), encoding="utf-8")
+def write_environment(output_folder, hparams_file="."):
+    """Write :func:`environment_description` to ``<output_folder>/env.log``.
+
+    The git revision is that of the checkout holding ``hparams_file`` (the recipes), not of the
+    installed library, which may be a wheel outside any repository.
+    """
+    text = environment_description(Path(hparams_file).resolve().parent)
+    (Path(output_folder) / "env.log").write_text(text, encoding="utf-8")
