@@ -52,8 +52,8 @@ def build_parser():
 def prepare_corpus(data, work, size):
     """The built-in corpus with the demo's stand-in encoders (``standin_bert``, ``standin_wav2vec2``)."""
     from data_prep.demo_corpus import prepare_demo
-    from topic_id.text import build_standin, read_manifest_texts
-    from topic_id.wav2vec2 import build_standin as build_wav2vec2
+    from topic_id.standins.bert import build_standin, read_manifest_texts
+    from topic_id.standins.wav2vec2 import build_standin as build_wav2vec2
 
     corpus = Path(data) if data else work / "corpus"
     if not (corpus / "train.csv").is_file():
@@ -75,7 +75,7 @@ def run_sections(sections, settings, work, data, asr=None):
         if settings["audio_train"]:
             audio = common.subset_corpus(corpus, work / "audio_subset", settings["audio_train"], 8)
     if "text" in sections:
-        from topic_id.text import build_standin, read_manifest_texts
+        from topic_id.standins.bert import build_standin, read_manifest_texts
 
         standin, base = corpus / "standin_bert", work / "bert_base"
         build_standin(read_manifest_texts(corpus), base, **common.BERT_BASE)

@@ -37,7 +37,7 @@ def synthetic_batch(size, seconds, sample_rate=16000, n_topics=8, seed=0):
 
 def systems(work):
     """``[(name, hparams)]`` of the timed systems, at the paper's sizes."""
-    from topic_id.wav2vec2 import build_standin
+    from topic_id.standins.wav2vec2 import build_standin
 
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -185,8 +185,8 @@ def precision_check(work, precisions=("bf16", "fp16")):
 
     from benchmarks.common import ROOT, quiet_logs
     from data_prep.demo_corpus import prepare_demo
-    from topic_id.text import build_standin, read_manifest_texts
-    from topic_id.wav2vec2 import build_standin as build_wav2vec2
+    from topic_id.standins.bert import build_standin, read_manifest_texts
+    from topic_id.standins.wav2vec2 import build_standin as build_wav2vec2
 
     corpus = work / "tiny"
     prepare_demo(corpus, seed=0, size="tiny")

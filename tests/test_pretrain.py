@@ -1,4 +1,4 @@
-"""wav2vec 2.0 pretraining (topic_id.pretrain) on the tiny corpus with the tiny stand-in."""
+"""wav2vec 2.0 pretraining (topic_id.standins.pretrain) on the tiny corpus with the tiny stand-in."""
 
 import csv
 import doctest
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from topic_id import pretrain
-from topic_id.pretrain import main, pretrain_wav2vec2
+from topic_id.standins import pretrain, pretrain_data, pretrain_model
+from topic_id.standins.cli import main
+from topic_id.standins.pretrain import pretrain_wav2vec2
 
 # Single-step masks and few negatives: settings with which the tiny random stand-in left the
 # contrastive loss's plateau at log(K + 1) within 60 updates on the 48 tiny utterances for each of 16
@@ -80,14 +81,14 @@ def test_output_loads_in_the_wav2vec2_row_encoder(pretrained, tiny_corpus):
 
 
 def test_output_stays_marked_as_standin(pretrained):
-    from topic_id.wav2vec2 import resolve_source
+    from topic_id.hub import WAV2VEC2, resolve_model
 
     marker = json.loads((pretrained / "STANDIN.json").read_text())
     assert marker["standin"] is True
     assert marker["description"].startswith("stand-in wav2vec2 (random init, pretrained 60 steps on 0.0")
     assert "built-in demo train audio" in marker["description"]
     assert marker["settings"]["hidden_size"] == 32 and marker["settings"]["pretraining"]["lr"] == LR
-    assert "not XLS-R" in resolve_source(pretrained)[1]
+    assert "not XLS-R" in resolve_model(pretrained, kind=WAV2VEC2)[1]
     assert not list(pretrained.parent.glob(".*partial"))
 
 
@@ -105,7 +106,7 @@ def test_rerun_is_up_to_date_and_other_settings_need_force(pretrained, tiny_corp
                       **FAST)
     assert (pretrained / "model.safetensors").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit) as exit_:
-        main(["wav2vec2", "--manifests", str(tiny_corpus), "--init", str(tiny_corpus / "standin_wav2vec2"),
+        main(["pretrain-wav2vec2", "--manifests", str(tiny_corpus), "--init", str(tiny_corpus / "standin_wav2vec2"),
               "--out", str(pretrained), "--epochs", "1"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and "\n" not in err and err.startswith("error: ") and "--force" in err
@@ -113,7 +114,7 @@ def test_rerun_is_up_to_date_and_other_settings_need_force(pretrained, tiny_corp
 
 def test_interrupted_run_resumes(tiny_corpus, tmp_path, monkeypatch):
     calls = []
-    evaluate = pretrain._evaluate
+    evaluate = pretrain.evaluate
 
     def stop_in_epoch_two(*args):
         calls.append(1)
@@ -122,12 +123,12 @@ def test_interrupted_run_resumes(tiny_corpus, tmp_path, monkeypatch):
         return evaluate(*args)
 
     settings = dict(FAST, valid_split="dev")
-    monkeypatch.setattr(pretrain, "_evaluate", stop_in_epoch_two)
+    monkeypatch.setattr(pretrain, "evaluate", stop_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         pretrain_wav2vec2(tiny_corpus, tmp_path / "w2v", init=tiny_corpus / "standin_wav2vec2", epochs=2,
                           lr=1e-3, **settings)
     assert not (tmp_path / "w2v").exists() and (tmp_path / ".w2v.partial" / "checkpoint.pt").is_file()
-    monkeypatch.setattr(pretrain, "_evaluate", evaluate)
+    monkeypatch.setattr(pretrain, "evaluate", evaluate)
     out = pretrain_wav2vec2(tiny_corpus, tmp_path / "w2v", init=tiny_corpus / "standin_wav2vec2", epochs=2,
                             lr=1e-3, **settings)
     assert [int(r["step"]) for r in _steps(out)] == list(range(1, 13))
@@ -151,7 +152,7 @@ def test_bad_input_exits_2_with_one_line(case, corpus_copy, tmp_path, capsys):
         rows[1] = rows[1].replace("$data_root/audio/", "$data_root/gone/")
         (corpus_copy / "train.csv").write_text("\n".join(rows) + "\n")
     with pytest.raises(SystemExit) as exit_:
-        main(["wav2vec2", "--manifests", str(manifests), "--init", str(source),
+        main(["pretrain-wav2vec2", "--manifests", str(manifests), "--init", str(source),
               "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2
@@ -160,4 +161,5 @@ def test_bad_input_exits_2_with_one_line(case, corpus_copy, tmp_path, capsys):
 
 
 def test_doctests():
-    assert doctest.testmod(pretrain, optionflags=doctest.ELLIPSIS).failed == 0
+    for module in (pretrain, pretrain_data, pretrain_model):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

@@ -1,4 +1,5 @@
-"""topic_id.text: the frozen text encoder, its cache and the stand-in BERT (tiny, CPU, offline)."""
+"""topic_id.text and topic_id.embedding_cache: the frozen text encoder, its cache and the stand-in BERT
+(topic_id.standins.bert; tiny, CPU, offline)."""
 
 import json
 import logging
@@ -11,8 +12,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertModel
 
-from topic_id import text as text_mod
-from topic_id.text import TextEncoder, TextEncoderNotFound, build_standin
+from topic_id.embedding_cache import model_fingerprint
+from topic_id.hub import STANDIN_MARKER, ModelNotFound
+from topic_id.standins.bert import build_standin
+from topic_id.standins.cli import main
+from topic_id.text import TextEncoder
 
 SENTENCES = [
     "no niin tota mä kävin eilen kesämökillä saunomassa",
@@ -69,7 +73,7 @@ class ForwardCounter:
 
 
 def test_standin_is_marked_and_loads_like_finbert(standin):
-    marker = json.loads((standin / text_mod.STANDIN_MARKER).read_text())
+    marker = json.loads((standin / STANDIN_MARKER).read_text())
     assert marker["standin"] is True and "random init" in marker["description"]
     assert json.loads((standin / "config.json").read_text())["topic_id_standin"] is True
     enc = TextEncoder(source=str(standin))
@@ -166,13 +170,13 @@ def test_encoder_pickles_for_dataloader_workers(standin, tmp_path):
 
 def test_missing_hub_model_fails_offline_with_instructions(tmp_path):
     enc = TextEncoder("TurkuNLP/no-such-finbert", hf_cache_dir=str(tmp_path / "hub"))
-    with pytest.raises(TextEncoderNotFound) as err:
+    with pytest.raises(ModelNotFound) as err:
         enc.embed(["hei"])
     message = str(err.value)
     assert "TurkuNLP/no-such-finbert" in message
     assert "hf download TurkuNLP/no-such-finbert --local-dir" in message
     assert "--text_encoder_source=DIR" in message
-    with pytest.raises(TextEncoderNotFound, match="does not exist"):
+    with pytest.raises(ModelNotFound, match="does not exist"):
         _ = TextEncoder(str(tmp_path / "nowhere")).dim
 
 
@@ -225,12 +229,12 @@ def test_build_standin_is_deterministic_and_idempotent(tmp_path):
     assert (a / "vocab.txt").read_text() == (b / "vocab.txt").read_text()
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert text_mod.model_fingerprint(a) == text_mod.model_fingerprint(b)
-    stamp = (a / text_mod.STANDIN_MARKER).stat().st_mtime_ns
+    assert model_fingerprint(a) == model_fingerprint(b)
+    stamp = (a / STANDIN_MARKER).stat().st_mtime_ns
     build_standin(SENTENCES, a, **SIZES)
-    assert (a / text_mod.STANDIN_MARKER).stat().st_mtime_ns == stamp
+    assert (a / STANDIN_MARKER).stat().st_mtime_ns == stamp
     build_standin(SENTENCES, a, **dict(SIZES, seed=1))  # other settings: rebuilt
-    assert text_mod.model_fingerprint(a) != text_mod.model_fingerprint(b)
+    assert model_fingerprint(a) != model_fingerprint(b)
     assert not list(tmp_path.glob(".a.*"))  # no temporary folders left
 
 
@@ -242,9 +246,9 @@ def test_cli_builds_standin_from_manifests(tmp_path):
     (manifests / "train.csv").write_text(header + rows + "u99,b.wav,1.0,t,,,spk,untranscribed\n")
     (manifests / "dev.csv").write_text(header + f"d1,c.wav,1.0,t,{SENTENCES[25]},,spk2,\n")
     out = tmp_path / "model"
-    argv = ["build-standin", "--manifests", str(manifests), "--out", str(out), "--hidden-size", "16"]
-    assert text_mod.main(argv + ["--num-heads", "2", "--intermediate-size", "32"]) == 0
-    settings = json.loads((out / text_mod.STANDIN_MARKER).read_text())["settings"]
+    argv = ["build-bert", "--manifests", str(manifests), "--out", str(out), "--hidden-size", "16"]
+    assert main(argv + ["--num-heads", "2", "--intermediate-size", "32"]) == 0
+    settings = json.loads((out / STANDIN_MARKER).read_text())["settings"]
     assert settings["n_texts"] == 21 and settings["hidden_size"] == 16
     with pytest.raises(SystemExit):
-        text_mod.main(["build-standin", "--manifests", str(tmp_path / "none"), "--out", str(out)])
+        main(["build-bert", "--manifests", str(tmp_path / "none"), "--out", str(out)])

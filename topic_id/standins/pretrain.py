@@ -11,14 +11,13 @@ split's untranscribed rows count as much as the transcribed ones. Two uses:
 - continuing XLS-R (``--init facebook/wav2vec2-xls-r-300m``, whose checkpoint holds the trained
   quantiser) on a user's own audio, e.g. the 405 untranscribed hours of Lahjoita puhetta;
 - pretraining a small model from random weights (``--init`` a stand-in of
-  ``python -m topic_id.wav2vec2 build-standin``, or ``--from-scratch-like`` any model's config). A
+  ``python -m topic_id.standins build-wav2vec2``, or ``--from-scratch-like`` any model's config). A
   quantiser is added where the source has none. The result stays marked as a stand-in
   (``STANDIN.json``), so no report names it XLS-R.
 
-Each batch is cropped to the shortest of its utterances (at most ``max_seconds``), at random
-offsets, as fairseq does: no padding, so no attention mask and no padded steps among the
-negatives; batches group utterances of similar duration. Each crop is normalised to zero mean and
-unit variance, as the model's feature extractor and :class:`topic_id.wav2vec2.Wav2Vec2` do.
+The audio and its crop batching are :mod:`topic_id.standins.pretrain_data`; the model, masks,
+negatives and scores :mod:`topic_id.standins.pretrain_model`; this module is the run: settings,
+training loop, resumable checkpoints, outputs and the command line.
 
 The output is a Hugging Face folder (config, weights with the quantiser, feature extractor config)
 that the Wav2vec2 row loads unchanged (``--wav2vec2_source=DIR``), plus ``steps.csv`` (one row per
@@ -28,14 +27,9 @@ It is built in ``.<name>.partial`` beside the output, which keeps a checkpoint a
 (and every 10 minutes), so an interrupted run resumes where it stopped; the finished folder is
 renamed into place.
 
-    python -m topic_id.pretrain wav2vec2 --manifests DATA --init MODEL_DIR --out OUT_DIR
-
-Past the ~500-line guide (about half of it docstrings): one concern, the pretraining run with its
-crop batching, resumable checkpoints and CLI. Issue 13's module split puts the stand-in builders
-of both encoders beside it.
+    python -m topic_id.standins pretrain-wav2vec2 --manifests DATA --init MODEL_DIR --out OUT_DIR
 """
 
-import argparse
 import csv
 import json
 import logging
@@ -49,10 +43,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from topic_id.dataio import load_audio
-from topic_id.text import STANDIN_MARKER, swap_dir
+from topic_id.hub import STANDIN_MARKER
+from topic_id.standins import swap_dir
+from topic_id.standins.pretrain_data import (
+    PretrainError,
+    corpus_label,
+    crop_loader,
+    plan_batches,
+    read_audio_rows,
+)
+from topic_id.standins.pretrain_model import (
+    build_model,
+    evaluate,
+    forward_step,
+    gumbel_temperature,
+    resolve_init,
+)
 
 logger = logging.getLogger(__name__)
+
 
 RECORD = "pretraining.json"
 STEP_COLUMNS = ("step", "epoch", "lr", "temperature", "loss", "contrastive_loss", "diversity_loss",
@@ -60,281 +69,6 @@ STEP_COLUMNS = ("step", "epoch", "lr", "temperature", "loss", "contrastive_loss"
 CHECKPOINT_SECONDS = 600
 CLIP_NORM = 10.0
 LOG_EVERY = 50
-
-
-class PretrainError(Exception):
-    """A problem with the input of a pretraining run; the message says what to do."""
-
-
-def read_audio_rows(manifests, splits=("train",), min_seconds=1.0):
-    """The audio files and durations of every row of the given split manifests.
-
-    Arguments
-    ---------
-    manifests : str or Path
-        A prepared corpus folder (``<split>.csv``; ``$data_root`` in ``wav`` stands for it).
-    splits : sequence of str
-        The manifests to read; every row counts, transcribed or not.
-    min_seconds : float
-        Shorter recordings are left out (too few frames to mask).
-
-    Returns
-    -------
-    list
-        ``(path, duration)`` pairs.
-
-    Raises
-    ------
-    PretrainError
-        A missing folder, manifest or audio file, or no usable row.
-    """
-    folder = Path(manifests)
-    if not folder.is_dir():
-        raise PretrainError(f"manifest folder {folder} does not exist: prepare the corpus first "
-                            "(python -m data_prep ...) and pass its folder to --manifests")
-    rows, short, missing = [], 0, []
-    for split in splits:
-        path = folder / f"{split}.csv"
-        if not path.is_file():
-            raise PretrainError(f"{path} is missing: choose --splits among the prepared manifests "
-                                f"({', '.join(sorted(p.stem for p in folder.glob('*.csv'))) or 'none'})")
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"wav", "duration"} <= set(reader.fieldnames or []):
-                raise PretrainError(f"{path} has no 'wav' and 'duration' columns: it is not a "
-                                    "manifest of python -m data_prep")
-            for row in reader:
-                wav = row["wav"].replace("$data_root", str(folder))
-                try:
-                    duration = float(row["duration"])
-                except ValueError:
-                    raise PretrainError(f"{path}, row {row.get('ID')}: duration {row['duration']!r} "
-                                        "is not a number; re-prepare the corpus") from None
-                if duration < min_seconds:
-                    short += 1
-                elif not os.path.isfile(wav):
-                    missing.append(f"{row.get('ID')} ({wav})")
-                else:
-                    rows.append((wav, duration))
-    if missing:
-        raise PretrainError(f"{len(missing)} audio file(s) of {folder} are missing, e.g. {missing[0]}; "
-                            "re-prepare the corpus or restore the files")
-    if not rows:
-        raise PretrainError(f"no audio rows of at least {min_seconds:.2f} s in {folder} "
-                            f"({', '.join(splits)}): pass --splits with manifests that have audio")
-    if short:
-        logger.info("left out %d recordings shorter than %.2f s", short, min_seconds)
-    return rows
-
-
-def plan_batches(durations, batch_size, max_seconds, rng):
-    """Batches of utterances of similar duration, in random order.
-
-    Arguments
-    ---------
-    durations : sequence of float
-        Seconds per utterance.
-    batch_size : int
-        Utterances per batch.
-    max_seconds : float
-        Crop length; longer utterances count as this long.
-    rng : numpy.random.Generator
-        Source of the order.
-
-    Returns
-    -------
-    list of list of int
-
-    Example
-    -------
-    >>> batches = plan_batches([1, 9, 2, 8, 3], 2, 5.0, np.random.default_rng(0))
-    >>> sorted(i for b in batches for i in b), max(len(b) for b in batches)
-    ([0, 1, 2, 3, 4], 2)
-    """
-    # Jitter the durations so that batches differ between epochs yet stay of similar lengths.
-    keys = np.minimum(np.asarray(durations, dtype=float), max_seconds)
-    keys = keys * rng.uniform(0.85, 1.15, len(keys))
-    order = np.argsort(keys, kind="stable")
-    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
-def gumbel_temperature(step, total, start, end):
-    """The Gumbel-softmax temperature at ``step``: exponential decay that reaches ``end`` at 70 %.
-
-    fairseq anneals 2.0 -> 0.5 by 0.999995 per update, reaching the floor at 70 % of its 400k.
-
-    Example
-    -------
-    >>> [round(gumbel_temperature(s, 10, 2.0, 0.5), 2) for s in (0, 7, 10)]
-    [2.0, 0.5, 0.5]
-    """
-    if start <= end:
-        return end
-    decay = (end / start) ** (1.0 / max(1.0, 0.7 * total))
-    return max(start * decay**step, end)
-
-
-def contrastive_accuracy(model, outputs, mask, negatives):
-    """How many masked steps score their true quantised vector above every distractor.
-
-    Uses the projected states of ``Wav2Vec2ForPreTraining``'s output, the same negatives and the
-    same exclusion of distractors identical to the target as its loss; ties count as wrong (fairseq).
-
-    Returns
-    -------
-    int
-        The number of correct masked steps.
-    """
-    quantized = outputs.projected_quantized_states.detach()
-    batch, steps, dim = quantized.shape
-    distract = quantized.reshape(-1, dim)[negatives.reshape(-1)].view(batch, steps, -1, dim)
-    distract = distract.permute(2, 0, 1, 3)
-    logits = model.compute_contrastive_logits(quantized[None], distract, outputs.projected_states.detach(),
-                                              model.config.contrastive_logits_temperature)
-    logits[1:][(quantized == distract).all(-1)] = float("-inf")
-    best, worst = logits.argmax(0) == 0, logits.argmin(0) == 0
-    return int((best & ~worst & mask).sum())
-
-
-def _load_crops(batch, wavs, max_samples, train):
-    """One tensor [B, S] of normalised crops of equal length (the shortest, at most max_samples)."""
-    length = min(max_samples, min(len(wavs[i]) for i in batch))
-    crops = []
-    for i in batch:
-        wav = wavs[i]
-        start = int(torch.randint(0, len(wav) - length + 1, ()).item()) if train else 0
-        crop = wav[start:start + length]
-        crops.append((crop - crop.mean()) / torch.sqrt(crop.var(unbiased=False) + 1e-7))
-    return torch.stack(crops)
-
-
-class _Audio(torch.utils.data.Dataset):
-    """Decoded (and resampled) audio of ``(path, duration)`` rows, through topic_id.dataio."""
-
-    def __init__(self, rows, sample_rate):
-        self.rows, self.sample_rate = rows, sample_rate
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, index):
-        return index, load_audio(self.rows[index][0], self.sample_rate)
-
-
-def _loader(rows, batches, sample_rate, max_samples, train, num_workers):
-    def collate(items):
-        wavs = dict(items)
-        return _load_crops([i for i, _ in items], wavs, max_samples, train)
-
-    return torch.utils.data.DataLoader(_Audio(rows, sample_rate), batch_sampler=batches, collate_fn=collate,
-                                       num_workers=num_workers)
-
-
-def _masks(model, shape, mask_prob, mask_length, num_negatives, device):
-    from transformers.models.wav2vec2.modeling_wav2vec2 import _compute_mask_indices, _sample_negative_indices
-
-    batch, samples = shape
-    steps = int(model._get_feat_extract_output_lengths(samples))
-    mask = _compute_mask_indices((batch, steps), mask_prob, mask_length, min_masks=2)
-    negatives = _sample_negative_indices((batch, steps), num_negatives, mask_time_indices=mask)
-    return (torch.tensor(mask, dtype=torch.bool, device=device),
-            torch.tensor(negatives, dtype=torch.long, device=device))
-
-
-def _step(model, wav, settings, device, autocast):
-    mask, negatives = _masks(model, wav.shape, settings["mask_prob"], settings["mask_length"],
-                             settings["num_negatives"], device)
-    with autocast():
-        out = model(wav.to(device), mask_time_indices=mask, sampled_negative_indices=negatives)
-    masked = int(mask.sum())
-    return out, masked, contrastive_accuracy(model, out, mask, negatives)
-
-
-def _evaluate(model, rows, settings, sample_rate, device, autocast):
-    """Held-out contrastive loss and accuracy: fixed crops, masks and negatives, argmax codes."""
-    state, model_mode = np.random.get_state(), model.training
-    np.random.seed(settings["seed"])
-    model.eval()
-    batches = plan_batches([d for _, d in rows], settings["batch_size"], settings["max_seconds"],
-                           np.random.default_rng(settings["seed"]))
-    total = masked = correct = 0.0
-    with torch.no_grad():
-        for wav in _loader(rows, batches, sample_rate, int(settings["max_seconds"] * sample_rate), False, 0):
-            out, n, right = _step(model, wav, settings, device, autocast)
-            total, masked, correct = total + out.contrastive_loss.item(), masked + n, correct + right
-    np.random.set_state(state)
-    model.train(model_mode)
-    return {"contrastive_loss": total / masked, "accuracy": correct / masked}
-
-
-def _has_quantizer(path):
-    """Whether a Hugging Face wav2vec2 folder's weights include the pretraining quantiser."""
-    for weights in sorted(path.glob("*.safetensors")):
-        from safetensors import safe_open
-
-        with safe_open(str(weights), "pt") as f:
-            if any("quantizer." in key for key in f.keys()):
-                return True
-    for weights in sorted(path.glob("*.bin")):
-        state = torch.load(weights, map_location="cpu", mmap=True, weights_only=True)
-        if any("quantizer." in key for key in state):
-            return True
-    index = path / "model.safetensors.index.json"
-    return index.is_file() and "quantizer." in index.read_text(encoding="utf-8")
-
-
-def _resolve(source):
-    """``(folder, name)`` of a wav2vec2 folder or hub id, and its config; PretrainError if unusable."""
-    from transformers import Wav2Vec2Config
-
-    from topic_id.wav2vec2 import AudioEncoderNotFound, resolve_source
-
-    try:
-        path, name = resolve_source(source)
-    except AudioEncoderNotFound as err:
-        message = " ".join(str(err).split()).replace("--wav2vec2_source=DIR", "--init DIR")
-        raise PretrainError(message) from None
-    config = Wav2Vec2Config.from_pretrained(str(path))
-    if config.model_type != "wav2vec2":
-        raise PretrainError(f"{source} is a {config.model_type!r} model, not wav2vec2: pass a wav2vec2 "
-                            "folder or hub id (e.g. facebook/wav2vec2-xls-r-300m)")
-    return path, name, config
-
-
-def _build_model(path, name, config, scratch, settings):
-    """``Wav2Vec2ForPreTraining`` from the folder ``path`` (weights, or only ``config`` when ``scratch``)."""
-    from transformers import Wav2Vec2ForPreTraining
-
-    saved = {"apply_spec_augment": config.apply_spec_augment}
-    new_quantizer = not _has_quantizer(path)
-    if new_quantizer:
-        # The source has no quantiser (a stand-in saved as Wav2Vec2Model): wav2vec 2.0's two groups of
-        # 320 codes for full-size models, fewer and narrower for small stand-ins, whose few minutes
-        # of audio cannot fill 640 codes.
-        small = config.hidden_size < 256
-        config.num_codevector_groups = 2
-        config.num_codevectors_per_group = 32 if small else 320
-        width = max(2, config.hidden_size // 2 * 2) if small else 256
-        config.codevector_dim = config.proj_codevector_dim = width
-    config.diversity_loss_weight = settings["diversity_weight"]
-    config.num_negatives = settings["num_negatives"]
-    config.apply_spec_augment = True  # the model inserts its masked embedding only when this is on
-    if scratch:
-        model = Wav2Vec2ForPreTraining(config)
-    else:
-        model = Wav2Vec2ForPreTraining.from_pretrained(str(path), config=config)
-    if new_quantizer or scratch:
-        # A model never pretrained has a random masked-step embedding (uniform in [0, 1): the same
-        # positive offset at every masked step). Starting it at zero, a masked step shows only its
-        # context: the tiny test stand-in then left the contrastive loss's plateau at log(K + 1)
-        # within 60 updates for 16 of 16 seeds, against 7 of 8 with the random embedding.
-        with torch.no_grad():
-            model.wav2vec2.masked_spec_embed.zero_()
-    logger.info("%s %s (%s quantiser: %d groups x %d codes)", "config of" if scratch else "weights of", name,
-                "new" if new_quantizer or scratch else "its", config.num_codevector_groups,
-                config.num_codevectors_per_group)
-    return model, saved
 
 
 def _settings_of(manifests, splits, init, from_scratch_like, epochs, max_steps, lr, batch_size, accumulate,
@@ -375,16 +109,6 @@ def _truncate_steps(path, step):
         writer.writerows(rows)
 
 
-def _corpus_label(manifests, splits, rows):
-    try:
-        summary = json.loads((Path(manifests) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        summary = {}
-    corpus = summary.get("corpus") or ("built-in demo" if "synthesiser" in summary else Path(manifests).name)
-    hours = sum(d for _, d in rows) / 3600
-    return f"{hours:.2f} h of {corpus} {'+'.join(splits)} audio"
-
-
 def _write_outputs(model, work, final, source_path, settings, record, standin):
     from transformers import Wav2Vec2FeatureExtractor
 
@@ -406,7 +130,7 @@ def _write_outputs(model, work, final, source_path, settings, record, standin):
             source_marker = {}
         (final / "README.md").write_text(
             f"# {description}\n\nNOT facebook/wav2vec2-xls-r-300m. Random initial weights, then wav2vec 2.0 "
-            f"self-supervised pretraining with `python -m topic_id.pretrain wav2vec2` ({RECORD}). Results "
+            f"self-supervised pretraining with `python -m topic_id.standins pretrain-wav2vec2` ({RECORD}). Results "
             "obtained with it say nothing about XLS-R.\n", encoding="utf-8")
         marker = {"standin": True, "description": description,
                   "not": "facebook/wav2vec2-xls-r-300m or any published pretrained model",
@@ -419,7 +143,7 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
                       max_steps=None, lr=5e-4, batch_size=8, accumulate=1, max_seconds=15.0, mask_prob=0.65,
                       mask_length=10, num_negatives=100, diversity_weight=0.1, warmup=0.08,
                       gumbel_temperature=(2.0, 0.5), valid_split="dev", device=None, precision="fp32",
-                      num_workers=0, seed=0, force=False):
+                      num_workers=0, seed=0, force=False, hub_download=False):
     """Pretrain (or continue pretraining) a wav2vec2 on a prepared corpus's audio.
 
     Arguments
@@ -469,6 +193,8 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
         Seed of weights (when new), crops, masks and negatives.
     force : bool
         Replace an earlier output of this function with other settings (never any other folder).
+    hub_download : bool
+        Fetch a hub id (``init`` or ``from_scratch_like``) missing from the local Hugging Face cache.
 
     Returns
     -------
@@ -483,7 +209,7 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
     Example
     -------
     >>> import tempfile, soundfile
-    >>> from topic_id.wav2vec2 import build_standin
+    >>> from topic_id.standins.wav2vec2 import build_standin
     >>> root = Path(tempfile.mkdtemp())
     >>> for i in range(2):
     ...     soundfile.write(root / f"{i}.wav", np.random.default_rng(i).normal(size=24000) * 0.1, 16000)
@@ -516,7 +242,7 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if precision == "bf16" and device.type != "cuda":
         raise PretrainError("--precision bf16 needs a CUDA device; use fp32 on the CPU")
-    source = _resolve(settings["source"])
+    source = resolve_init(settings["source"], hub_download)
     min_seconds = max(1.0, (2 * mask_length + 2) * 0.02 + 0.025)
     rows = read_audio_rows(manifests, splits, min_seconds)
     valid = read_audio_rows(manifests, [valid_split], min_seconds) if valid_split else []
@@ -554,7 +280,7 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
     np.random.seed(settings["seed"])
     torch.manual_seed(settings["seed"])
     source_path, source_name, config = source
-    model, saved_config = _build_model(source_path, source_name, config, settings["from_scratch"], settings)
+    model, saved_config = build_model(source_path, source_name, config, settings["from_scratch"], settings)
     model.to(device).train()
     standin = settings["from_scratch"] or (source_path / STANDIN_MARKER).is_file()
     try:
@@ -581,7 +307,7 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
         logger.info("resuming at update %d (epoch %d)", step, epoch + 1)
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if settings["precision"] == "bf16" else (
         lambda: torch.autocast(device.type, enabled=False))
-    corpus = _corpus_label(settings["manifests"], settings["splits"], rows)
+    corpus = corpus_label(settings["manifests"], settings["splits"], rows)
     logger.info("pretraining on %d recordings of %s: %d updates of %d x %d crops of <= %.1f s, on %s",
                 len(rows), corpus, total, settings["accumulate"], settings["batch_size"],
                 settings["max_seconds"], device)
@@ -607,13 +333,13 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
             batches = plan_batches([d for _, d in rows], settings["batch_size"], settings["max_seconds"],
                                    np.random.default_rng([settings["seed"], epoch]))
             sums = {"contrastive": 0.0, "diversity": 0.0, "correct": 0, "masked": 0}
-            loader = _loader(rows, batches[skip:], sample_rate, max_samples, True, num_workers)
+            loader = crop_loader(rows, batches[skip:], sample_rate, max_samples, True, num_workers)
             pending = dict.fromkeys(("contrastive", "diversity", "perplexity", "correct", "masked", "passes"),
                                     0)
             for index, wav in enumerate(loader, start=skip + 1):
                 temperature = gumbel_temperature(step, total, *settings["gumbel_temperature"])
                 model.set_gumbel_temperature(temperature)
-                out_, masked, correct = _step(model, wav, settings, device, amp)
+                out_, masked, correct = forward_step(model, wav, settings, device, amp)
                 # The model sums over masked steps; the update averages over them (as Hugging Face's example).
                 (out_.loss / (masked * settings["accumulate"])).backward()
                 pending["contrastive"] += out_.contrastive_loss.item()
@@ -659,7 +385,7 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
                        "accuracy": sums["correct"] / max(1, sums["masked"]),
                        "seconds": round(time.monotonic() - started, 1)}
             if valid:
-                summary["valid"] = _evaluate(model, valid, settings, sample_rate, device, amp)
+                summary["valid"] = evaluate(model, valid, settings, sample_rate, device, amp)
             epochs.append(summary)
             logger.info("epoch %d: %s", epoch + 1, json.dumps(summary))
             epoch, skip = epoch + 1, 0
@@ -697,17 +423,19 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
     return out
 
 
-def main(argv=None):
-    """``python -m topic_id.pretrain wav2vec2 --manifests DIR --init|--from-scratch-like SRC --out DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m topic_id.pretrain", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    w2v = commands.add_parser("wav2vec2", help="wav2vec 2.0 self-supervised pretraining on a corpus's audio")
+def add_parser(commands):
+    """Register ``pretrain-wav2vec2`` (:mod:`topic_id.standins.cli`)."""
+    w2v = commands.add_parser("pretrain-wav2vec2",
+                              help="wav2vec 2.0 self-supervised pretraining on a corpus's audio",
+                              description=__doc__.split("\n")[0])
     w2v.add_argument("--manifests", required=True, type=Path, help="prepared corpus folder")
     w2v.add_argument("--splits", nargs="+", default=["train"], help="manifests whose audio to use (all rows)")
     source = w2v.add_mutually_exclusive_group(required=True)
     source.add_argument("--init", help="wav2vec2 folder or hub id (local cache) to continue")
     source.add_argument("--from-scratch-like",
                         help="wav2vec2 folder or hub id whose config to train from random weights")
+    w2v.add_argument("--hub-download", action="store_true",
+                     help="fetch a hub id missing from the local Hugging Face cache")
     w2v.add_argument("--out", required=True, type=Path, help="Hugging Face model folder to write")
     w2v.add_argument("--epochs", type=int, default=10)
     w2v.add_argument("--max-steps", type=int, default=None, help="stop after this many updates")
@@ -728,24 +456,17 @@ def main(argv=None):
     w2v.add_argument("--num-workers", type=int, default=0, help="audio decoding processes")
     w2v.add_argument("--seed", type=int, default=0)
     w2v.add_argument("--force", action="store_true", help="replace an earlier pretraining output in --out")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        out = pretrain_wav2vec2(
-            args.manifests, args.out, init=args.init, from_scratch_like=args.from_scratch_like,
-            splits=args.splits,
-            epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
-            accumulate=args.accumulate, max_seconds=args.max_seconds, mask_prob=args.mask_prob,
-            mask_length=args.mask_length, num_negatives=args.num_negatives,
-            diversity_weight=args.diversity_weight, warmup=args.warmup,
-            gumbel_temperature=tuple(args.gumbel_temperature), valid_split=args.valid_split or None,
-            device=args.device, precision=args.precision, num_workers=args.num_workers, seed=args.seed,
-            force=args.force)
-    except (PretrainError, OSError, ValueError) as err:
-        parser.exit(2, "error: " + " ".join(str(err).split()) + "\n")
-    print(out)
-    return 0
+    w2v.set_defaults(handler=_run)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def _run(args):
+    return pretrain_wav2vec2(
+        args.manifests, args.out, init=args.init, from_scratch_like=args.from_scratch_like,
+        splits=args.splits,
+        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
+        accumulate=args.accumulate, max_seconds=args.max_seconds, mask_prob=args.mask_prob,
+        mask_length=args.mask_length, num_negatives=args.num_negatives,
+        diversity_weight=args.diversity_weight, warmup=args.warmup,
+        gumbel_temperature=tuple(args.gumbel_temperature), valid_split=args.valid_split or None,
+        device=args.device, precision=args.precision, num_workers=args.num_workers, seed=args.seed,
+        force=args.force, hub_download=args.hub_download)
