@@ -10,6 +10,9 @@ Subcommands:
 - ``export RUN_DIR OUT_DIR [--asr ASR_RUN]``: a trained run as a self-contained model folder that
   loads offline with ``TopicIdentifier.from_hparams`` or SpeechBrain's ``foreign_class``
   (:mod:`topic_id.export`).
+- ``download SOURCE [--revision R] [--cache-dir DIR]``: fetch a hub model (FinBERT, XLS-R) into the
+  Hugging Face cache, where runs then find it offline (:func:`topic_id.hub.download_model`);
+  prints its folder. A model that cannot be fetched exits 2.
 
 Each subcommand is one ``_add_<name>(commands)`` function that registers its parser and sets
 ``handler``; ``predict`` and ``export`` (inference, issue 6) and ``bench`` (issue 7) join the same
@@ -127,6 +130,37 @@ def _add_export(commands):
     parser.set_defaults(handler=_export)
 
 
+def _download(args):
+    from topic_id.hub import ModelNotFound, download_model
+
+    try:
+        path, name = download_model(args.source, revision=args.revision, cache_dir=args.cache_dir)
+    except ModelNotFound as err:
+        # The user can fix it (the id, the revision, the network): exit 2 like a configuration error.
+        raise ConfigError(str(err)) from None
+    logger.info("%s is in %s", name, path)
+    print(path)
+    return 0
+
+
+def _add_download(commands):
+    parser = commands.add_parser(
+        "download",
+        help="fetch a hub model into the Hugging Face cache (runs are offline by default)",
+        description="Download SOURCE (a Hugging Face hub id, e.g. TurkuNLP/bert-base-finnish-uncased-v1 "
+        "or facebook/wav2vec2-xls-r-300m) into the Hugging Face cache and print its folder. Runs then "
+        "find it by its hub id without network access; to use it on another machine, copy the cache "
+        "there. A local folder is only checked.",
+    )
+    parser.add_argument("source", metavar="SOURCE", help="hub id (org/name) or a local model folder")
+    parser.add_argument("--revision", default=None,
+                        help="branch, tag or commit to fetch (default: main); runs pin it with "
+                        "--text_encoder_revision / --wav2vec2_revision")
+    parser.add_argument("--cache-dir", metavar="DIR", default=None,
+                        help="Hugging Face hub cache (default: HF_HUB_CACHE, ~/.cache/huggingface/hub)")
+    parser.set_defaults(handler=_download)
+
+
 def build_parser():
     """The ``topic-id`` argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
@@ -138,6 +172,7 @@ def build_parser():
     _add_report(commands)
     _add_predict(commands)
     _add_export(commands)
+    _add_download(commands)
     return parser
 
 

@@ -157,8 +157,10 @@ def resolve_model(source, revision=None, download=False, cache_dir=None, kind=AN
                                           local_files_only=not download, allow_patterns=HUB_FILES))
         except Exception as err:  # LocalEntryNotFoundError, HFValidationError, network errors
             where = cache_dir or constants.HF_HUB_CACHE
-            how = (f"downloading it failed ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-                   if download else f"run-time downloads are off ({type(err).__name__})")
+            detail = " ".join(str(err).split())
+            detail = detail if len(detail) <= 160 else detail[:160].rsplit(" ", 1)[0] + " ..."
+            how = (f"downloading it failed ({type(err).__name__}: {detail})" if download
+                   else f"run-time downloads are off ({type(err).__name__})")
             raise ModelNotFound(
                 f"{kind.what.capitalize()} {source!r} (revision {revision or 'main'}) is not "
                 f"available: it is not a local folder and not in the local Hugging Face cache "
