@@ -1,6 +1,7 @@
 """topic_id.results, topic_id.report and ``topic-id report``: tables, agreement, figures, CLI."""
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -216,3 +217,20 @@ def test_module_entry_point(tmp_path):
 def test_agreement_of_constant_systems():
     same = ["a"] * 5
     assert agreement(same, same) == {"n": 5, "agreement": 100.0, "kappa": None}
+
+
+def test_params_of_a_system_with_its_own_asr(tmp_path):
+    """Multi-task runs its stage-1 ASR when deployed: Table I adds that ASR's modules (issue 13)."""
+    registry = tmp_path / "systems.csv"
+    registry.write_text("name,table_row,paper_name,hparams,overrides,init_from,needs,train_text,test_text\n"
+                        "s1,,stage 1,hparams/multitask.yaml,,,,,\n"
+                        "mt,10,multi-task,hparams/hybrid_crdnn.yaml,,s1,own_asr:s1,,\n")
+    root = tmp_path / "results"
+    _run(root, "mt", "1", N)
+    _run(root, "s1", "1", N)
+    stage1 = json.loads((root / "s1" / "1" / "metrics.json").read_text())
+    stage1["module_params"] = {"normalize": 0, "audio_encoder": 500, "embedding": 20, "decoder": 300,
+                               "seq_lin": 80, "head": 7}
+    metrics.write_json(root / "s1" / "1" / "metrics.json", stage1)
+    row = next(e for e in table_one(collect(root, registry)) if e["row"] == "mt")
+    assert row["params"] == 2000 + 900  # its own, plus the ASR's modules (not stage 1's topic head)

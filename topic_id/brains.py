@@ -239,6 +239,10 @@ class TopicBrain(sb.Brain):
             summary["test"]["confusion"], names, out / "confusion.png", title=f"{out.name} (test)"
         )
         summary["params"] = sum(p.numel() for p in self.modules.parameters())
+        # Per module, so a report can add the parts of another run a deployed system also runs
+        # (the multi-task system's stage-1 ASR: topic_id.results.table_one).
+        summary["module_params"] = {name: sum(p.numel() for p in module.parameters())
+                                    for name, module in self.hparams.modules.items()}
         summary["trainable_params"] = sum(
             p.numel() for p in self.modules.parameters() if p.requires_grad
         )

@@ -291,7 +291,10 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timing
           "Scores in %, mean ± sample std (ddof=1) over the `seeds` finished runs (no std with "
           "one seed). micro-F1 of single-label predictions equals accuracy. Params: parameters of "
           "the system's own modules (`params` of metrics.json); a frozen, cached text encoder is "
-          "not among them, as in the paper's 7.7K for the text rows."]
+          "not among them, as in the paper's 7.7K for the text rows. A system that transcribes its "
+          "input with its own stage-1 ASR (multi-task) counts that ASR's modules too, as deployed; "
+          "emb transfer counts its stage B, the deployed model (stage A's text projection is "
+          "training-only)."]
     if corpus == "demo":
         md.append("Built-in synthetic corpus: these numbers test the recipes; they are not "
                   "comparable with the paper's.")

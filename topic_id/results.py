@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from topic_id.registry import load_registry, registry_of
+from topic_id.registry import load_registry, registry_of, transcriber
 
 DATA = Path(__file__).resolve().parent / "data"
 TOPIC_KEYS = ("f1_dev", "f1_test", "uar_dev", "uar_test")
@@ -207,6 +207,9 @@ def table_one(collection, published=None):
     for row in table_order(collection.registry):
         runs = collection.runs.get(row["name"], {})
         entry = _stats_row(row, runs, TOPIC_KEYS)
+        stage = transcriber(row)
+        if stage not in (None, "asr") and entry["params"] is not None:
+            entry["params"] += _asr_params(collection.runs.get(stage, {}), runs)
         entry.update(train_text=row["train_text"] or None, test_text=row["test_text"] or None,
                      text_encoder=_encoders(runs, "text_encoder"),
                      audio_encoder=_encoders(runs, "audio_encoder"))
@@ -223,6 +226,24 @@ def table_one(collection, published=None):
                 table.append({"system": p["paper_name"], "row": None, "seeds": 0,
                               **{f"paper_{k}": p[k] for k in ("params",) + TOPIC_KEYS}})
     return table
+
+
+def _asr_params(asr_runs, runs):
+    """Parameters of the ASR modules of the run that transcribes a system's input, same seed.
+
+    A system trained on its own stage 1's transcripts (``needs=own_asr:<row>``, the multi-task
+    system) runs that ASR when deployed, so Table I counts it, as the paper's 25M does. Runs
+    written before ``module_params`` existed give the stage's whole count.
+    """
+    from topic_id.asr import DECODE_MODULES
+
+    seed = next((s for s in sorted(runs, key=seed_key) if s in asr_runs), None)
+    if seed is None:
+        return 0
+    per_module = asr_runs[seed].get("module_params")
+    if per_module:
+        return sum(per_module.get(name, 0) for name in DECODE_MODULES)
+    return asr_runs[seed].get("params") or 0
 
 
 def support_table(collection, published=None):
