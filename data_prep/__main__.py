@@ -10,7 +10,9 @@ Examples::
     python -m data_prep speak texts.csv data/spoken
 
 A problem with the input ends the command with one line ``error: <what and how to fix it>`` and
-exit status 2; nothing already prepared is touched.
+exit status 2; nothing already prepared is touched. So does a preparation whose kept rows cannot
+train a classifier (see :func:`data_prep.manifest.trainability_problems`); its folder is written
+for inspection and rebuilt by the next run.
 """
 
 import argparse
@@ -56,7 +58,7 @@ def _demo(args):
 
 
 def _speak(args):
-    from data_prep.demo_corpus import speak_csv
+    from data_prep.speak import speak_csv
 
     speak_csv(args.text_csv, args.out_dir, seed=args.seed, force=args.force)
 

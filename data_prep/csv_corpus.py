@@ -4,8 +4,8 @@ Two inputs are understood:
 
 - a metadata CSV with columns ``path`` and ``topic``, and optionally ``transcript``, ``speaker``,
   ``split`` (``train``/``dev``/``test``; ``valid``/``validation``/``val`` and ``eval`` are read as
-  dev and test) and ``id``; relative paths are taken from ``audio_root`` (default: the CSV's
-  folder);
+  dev and test) and ``id`` (or ``ID``), read by :mod:`data_prep.intake` as ``speak`` reads its CSV;
+  relative paths are taken from ``audio_root`` (default: the CSV's folder);
 - a folder ``ROOT/<topic>/*.{wav,flac}``; a file one folder deeper, ``ROOT/<topic>/<speaker>/``,
   takes that folder as its speaker, and a ``<name>.txt`` beside ``<name>.wav`` is its transcript.
 
@@ -21,9 +21,9 @@ import logging
 import re
 from pathlib import Path
 
-from data_prep.intake import Intake, check_audio, read_metadata, wav_entry
-from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, start, write_prepared
-from data_prep.splits import finish_splits, hold_out_speakers, require_eval_text, resolve_speaker_conflicts
+from data_prep.intake import COLUMN_ALIASES, Intake, check_audio, check_row, read_metadata, wav_entry
+from data_prep.manifest import MAX_DURATION, PrepError, Row, manifest_paths, start, write_prepared
+from data_prep.splits import finish_splits, given_splits, hold_out_speakers, require_eval_text
 from data_prep.text_norm import normalize_transcript, read_transcript
 
 logger = logging.getLogger(__name__)
@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("path", "topic")
 OPTIONAL_COLUMNS = ("transcript", "speaker", "split", "id")
 AUDIO_SUFFIXES = (".wav", ".flac")
-SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev", "val": "dev",
-               "test": "test", "eval": "test"}
 
 
 def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1, test_fraction=0.1,
@@ -64,9 +62,10 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
         ``{split: Path}`` of the manifests.
     """
     out_dir = Path(out_dir)
-    records = read_metadata(metadata_csv, REQUIRED_COLUMNS, checked=REQUIRED_COLUMNS + OPTIONAL_COLUMNS)
+    records = read_metadata(metadata_csv, REQUIRED_COLUMNS, checked=REQUIRED_COLUMNS + OPTIONAL_COLUMNS,
+                            aliases=COLUMN_ALIASES)
     if not start(out_dir, force):
-        return {split: out_dir / f"{split}.csv" for split in SPLITS}
+        return manifest_paths(out_dir)
     root = Path(audio_root) if audio_root else Path(metadata_csv).parent
     given = bool(records) and any(values and "split" in values for _, values in records)
     extra = {"corpus": "csv", "metadata_csv": str(Path(metadata_csv).resolve()), "audio_root": str(root)}
@@ -105,7 +104,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
     if not records:
         raise PrepError(f"no audio found as {root}/<topic>/*.wav or *.flac: check ROOT and the layout")
     if not start(out_dir, force):
-        return {split: out_dir / f"{split}.csv" for split in SPLITS}
+        return manifest_paths(out_dir)
     extra = {"corpus": "folder", "root": str(root.resolve())}
     return _prepare(records, root, out_dir, False, (dev_fraction, test_fraction), topics, max_duration,
                     seed, extra)
@@ -131,15 +130,11 @@ def _read_topics(path):
 
 def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
     """Check one record; return ``(Row, split or None)`` or the reason to drop it."""
-    topic, split = values["topic"], values.get("split", "")
+    split, reason = check_row(values, allowed)
+    if reason:
+        return reason
     if not values["path"]:
         return "empty path: fill in the audio path"
-    if not topic:
-        return "empty topic: fill in the topic of the row"
-    if allowed is not None and topic not in allowed:
-        return f"unknown topic {topic!r}: not in the topics file; add it there or fix the row"
-    if "split" in values and split.lower() not in SPLIT_NAMES:
-        return f"invalid split {split!r}: use train, dev or test"
     path = Path(values["path"])
     path = path if path.is_absolute() else root / path
     rec_id = values.get("id") or _derive_id(path, root)
@@ -159,9 +154,9 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
         logger.warning("transcript of %s is empty after normalisation; kept without transcript "
                        "(fix the transcript to use it as transcribed)", source)
         intake.counts["empty_transcripts"] += 1
-    row = Row(ID=rec_id, wav=wav_entry(path, out_dir), duration=duration, topic=topic, words=words,
-              speaker=values.get("speaker", ""))
-    return row, SPLIT_NAMES.get(split.lower())
+    row = Row(ID=rec_id, wav=wav_entry(path, out_dir), duration=duration, topic=values["topic"],
+              words=words, speaker=values.get("speaker", ""))
+    return row, split
 
 
 def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra):
@@ -170,9 +165,6 @@ def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration
     intake, rows, split_of = Intake(), [], {}
     for source, values in records:
         intake.add()
-        if values is None:
-            intake.drop(source, "non-UTF-8 bytes in the row: re-save the metadata CSV as UTF-8")
-            continue
         result = _intake_row(source, values, root, out_dir, allowed, max_duration, intake)
         if isinstance(result, str):
             intake.drop(source, result)
@@ -181,8 +173,7 @@ def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration
         split_of[result[0].ID] = result[1]
     has_text = any(r.words for r in rows)
     if given:
-        splits = {s: [r for r in rows if split_of[r.ID] == s] for s in SPLITS}
-        splits, conflicts = resolve_speaker_conflicts(splits)
+        splits, conflicts = given_splits(rows, split_of)
         intake.drop_rows(conflicts)
     else:
         if rows and not any(r.speaker for r in rows):

@@ -1,7 +1,18 @@
-"""Reading input rows and accounting for each one, shared by the LP and csv/folder preparations.
+"""Reading input rows and accounting for each one, shared by every preparation.
 
 :class:`Intake` counts every input row and records every row it does not keep with a reason that
 names the row and the fix, so ``kept + dropped == input`` holds by construction (DESIGN.md).
+The two preparations of a user's CSV, ``csv`` (audio + topic) and ``speak`` (text + topic), read
+it with :func:`read_metadata` under the same :data:`COLUMN_ALIASES`, and check each row's topic
+and split with :func:`check_row` under the same :data:`SPLIT_NAMES`, so a CSV means the same to
+both and a bad row is dropped with the same reason by both.
+
+Example
+-------
+>>> check_row({"topic": "sauna", "split": "Validation"})
+('dev', None)
+>>> check_row({"topic": "sauna", "split": "holdout"})
+(None, "invalid split 'holdout': use train, dev or test (or valid, validation, val, eval)")
 """
 
 import csv
@@ -17,13 +28,24 @@ logger = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[\w][\w.\-]*$")
 
+COLUMN_ALIASES = {"id": ("id", "ID"), "transcript": ("transcript", "text")}
+"""Header names read as one column: ``ID`` (the manifest's spelling) is ``id``, and ``text`` (what
+``speak`` says) is the ``transcript``. The first name the header has wins."""
 
-def read_metadata(path, required, checked=None):
+SPLIT_NAMES = {"train": "train", "dev": "dev", "valid": "dev", "validation": "dev", "val": "dev",
+               "test": "test", "eval": "test"}
+"""Values of a ``split`` column (any case) and the split each means."""
+
+
+def read_metadata(path, required, checked=None, aliases=None):
     """Read a metadata CSV whose rows may be individually broken.
 
     The delimiter (``,`` ``;`` or tab) is taken from the header. A row with bytes that are not
     UTF-8 in a column that is used is returned with ``None`` instead of its values, so that the
-    caller drops that row and keeps the others; such bytes in unused columns do no harm.
+    caller drops that row and keeps the others; such bytes in unused columns do no harm. A row
+    with more non-empty fields than the header has columns (typically a text with an unquoted
+    separator, which shifts every later column) keeps the surplus under the key ``None``, for
+    :func:`check_row` to drop.
 
     Arguments
     ---------
@@ -33,6 +55,9 @@ def read_metadata(path, required, checked=None):
         Columns that must be in the header.
     checked : iterable of str, optional
         Columns whose values must be UTF-8 (default: ``required``).
+    aliases : dict, optional
+        ``{column: names}``: the first of ``names`` the header has is read as ``column``
+        (:data:`COLUMN_ALIASES` for the CSVs of users).
 
     Returns
     -------
@@ -56,12 +81,14 @@ def read_metadata(path, required, checked=None):
         delimiter = max(",;\t", key=header.count)
         f.seek(0)
         reader = csv.reader(f, delimiter=delimiter)
-        columns = [c.strip() for c in next(reader, [])]
+        header = [c.strip() for c in next(reader, [])]
+        columns = _aliased(header, aliases or {})
         missing = [c for c in required if c not in columns]
         if missing:
+            names = [" or ".join((aliases or {}).get(c, (c,))) for c in missing]
             raise PrepError(
-                f"metadata file {path} lacks the required column(s) {', '.join(missing)} "
-                f"(header: {', '.join(columns) or 'empty'}): add or rename the column"
+                f"metadata file {path} lacks the required column(s) {', '.join(names)} "
+                f"(header: {', '.join(header) or 'empty'}): add or rename the column"
             )
         rows = []
         for values in reader:
@@ -69,12 +96,60 @@ def read_metadata(path, required, checked=None):
                 continue
             padded = values + [""] * (len(columns) - len(values))
             row = {c: padded[i].strip() for i, c in enumerate(columns)}
+            surplus = [v for v in values[len(columns):] if v.strip()]
+            if surplus:
+                row[None] = surplus
             try:
                 "".join(row.get(c, "") for c in checked).encode("utf-8")
             except UnicodeEncodeError:
                 row = None
             rows.append((f"{path}:{reader.line_num}", row))
         return rows
+
+
+def _aliased(header, aliases):
+    """The header with the first alias of each column renamed to the column."""
+    columns = list(header)
+    for column, names in aliases.items():
+        present = [n for n in names if n in header]
+        if present and column not in header:
+            columns[header.index(present[0])] = column
+    return columns
+
+
+def check_row(values, allowed=None):
+    """The checks every CSV-described corpus applies to a row: readable, topic, split name.
+
+    Arguments
+    ---------
+    values : dict or None
+        A row of :func:`read_metadata` (None: not UTF-8).
+    allowed : collection of str, optional
+        The topics a row may have (a topics file); by default any non-empty topic.
+
+    Returns
+    -------
+    tuple
+        ``(split, reason)``: the split the row names (None without a ``split`` column) and
+        None, or None and the reason to drop the row.
+    """
+    if values is None:
+        return None, "non-UTF-8 bytes in the row: re-save the metadata CSV as UTF-8"
+    if None in values:
+        return None, (f"{len(values) - 1 + len(values[None])} fields but {len(values) - 1} columns: "
+                      "quote a value that contains the separator")
+    topic = values.get("topic", "")
+    if not topic:
+        return None, "empty topic: fill in the topic of the row"
+    if allowed is not None and topic not in allowed:
+        return None, f"unknown topic {topic!r}: not in the topics file; add it there or fix the row"
+    if "split" not in values:
+        return None, None
+    split = SPLIT_NAMES.get(values["split"].lower())
+    if split is None:
+        aliases = ", ".join(n for n in SPLIT_NAMES if n not in SPLIT_NAMES.values())
+        return None, f"invalid split {values['split']!r}: use train, dev or test (or {aliases})"
+    return split, None
 
 
 def check_audio(path, max_duration):

@@ -24,15 +24,15 @@ read, and silently demoting the recording would hide a fixable corpus error.
 
 import logging
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
+from data_prep.audio import resample, write_audio
 from data_prep.intake import Intake, check_audio, read_metadata
-from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, start, write_prepared
+from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import (
     PRECEDENCE, finish_splits, hold_out_speakers, read_split_lists, require_eval_text,
     resolve_speaker_conflicts,
@@ -78,20 +78,6 @@ def find_parts(corpus_dir):
     )
 
 
-_RESAMPLERS = {}
-
-
-def _resample(mono, rate):
-    """Resample to :data:`SAMPLE_RATE`, building each rate's sinc kernel once (LP has a few rates)."""
-    import torch
-    import torchaudio
-
-    if rate not in _RESAMPLERS:
-        _RESAMPLERS[rate] = torchaudio.transforms.Resample(rate, SAMPLE_RATE)
-    with torch.no_grad():
-        return _RESAMPLERS[rate](torch.from_numpy(mono)).numpy()
-
-
 def convert_audio(src, dst, reuse=True):
     """Decode, downmix, resample to :data:`SAMPLE_RATE` and write 16-bit FLAC atomically.
 
@@ -123,16 +109,11 @@ def convert_audio(src, dst, reuse=True):
         return None, f"undecodable audio {src} ({err}): re-export it as FLAC or remove it"
     if data.shape[0] == 0:
         return None, f"zero-length audio in {src}: re-export or remove it"
-    mono = data.mean(axis=1)
-    if rate != SAMPLE_RATE:
-        mono = _resample(mono, rate)
-    tmp = dst.with_name(f".tmp-{dst.name}")
+    mono = resample(data.mean(axis=1), rate, SAMPLE_RATE)
     try:
         # Clip: resampling can overshoot full scale, and PCM conversion would wrap around.
-        soundfile.write(str(tmp), np.clip(mono, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
+        write_audio(dst, np.clip(mono, -1.0, 1.0), SAMPLE_RATE)
     except (OSError, RuntimeError, soundfile.LibsndfileError) as err:
-        tmp.unlink(missing_ok=True)
         raise PrepError(f"cannot write {dst} ({err}): free disk space or fix permissions") from err
     return len(mono) / SAMPLE_RATE, None
 
@@ -263,7 +244,7 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
     if split_lists is not None:
         read_split_lists(split_lists)  # fail before the long part, not after it
     if not start(out_dir, force):
-        return {split: out_dir / f"{split}.csv" for split in SPLITS}
+        return manifest_paths(out_dir)
     intake = Intake()
     usable = [item for part, meta in parts for item in _read_part(part, meta, intake, max_duration)]
     source_audio = {row.ID: audio for row, audio in usable}

@@ -6,6 +6,11 @@ split manifest or in ``dropped.csv`` with a reason, so ``kept + dropped == input
 ``summary.json`` is written last and marks a finished preparation: a rerun over a finished folder
 skips, a folder without it (an interrupted run) is rebuilt. Every file is written to a temporary
 name and renamed, so a crash never leaves a half-written manifest.
+
+Every preparation ends in :func:`write_prepared`, which also checks that what was kept can train a
+classifier (:func:`trainability_problems`): when not, the folder is written for inspection, marked
+so that a rerun rebuilds it, and the preparation stops with one message saying what to fix,
+instead of training failing later deep inside PyTorch.
 """
 
 import csv
@@ -34,6 +39,9 @@ SUBSETS = ("transcribed", "untranscribed")
 DROPPED_COLUMNS = ("source", "reason")
 OUTPUTS = ("train.csv", "dev.csv", "test.csv", "topics.txt", "dropped.csv", "summary.json")
 DONE_MARKER = "summary.json"
+CANNOT_TRAIN = "cannot_train"
+"""The ``summary.json`` entry of a preparation whose kept rows cannot train a classifier: the
+problems. Absent from a usable preparation."""
 MAX_DURATION = 50.0
 """Recordings of this many seconds or more are dropped (paper Sec. II; original_recipes.md §5.1)."""
 
@@ -152,6 +160,57 @@ def validate(splits, topics):
     return problems
 
 
+def trainability_problems(splits):
+    """What keeps manifests from training and scoring a classifier.
+
+    A classifier needs rows of at least two topics to train on, a dev set to select its
+    checkpoint on, a test set to be scored on, and can never predict a topic it did not see in
+    training, so a dev/test row of such a topic only makes the scores wrong.
+
+    Arguments
+    ---------
+    splits : dict
+        ``{split: [Row]}``.
+
+    Returns
+    -------
+    list of str
+        Problems, each saying what is wrong; empty when the splits can train a classifier.
+
+    Example
+    -------
+    >>> rows = {"train": [Row("a", "a.wav", 1.0, "x")], "dev": [Row("b", "b.wav", 1.0, "y")]}
+    >>> for problem in trainability_problems(rows):
+    ...     print(problem)
+    train has rows of one topic only (x): a classifier needs at least two
+    test is empty
+    dev has topic(s) absent from train: y
+    """
+    problems = []
+    train_topics = {r.topic for r in splits.get("train", [])}
+    if len(train_topics) == 1:
+        problems.append(f"train has rows of one topic only ({min(train_topics)}): a classifier "
+                        "needs at least two")
+    problems += [f"{split} is empty" for split in SPLITS if not splits.get(split)]
+    for split in SPLITS[1:]:
+        absent = sorted({r.topic for r in splits.get(split, [])} - train_topics)
+        if absent and train_topics:
+            problems.append(f"{split} has topic(s) absent from train: {', '.join(absent)}")
+    return problems
+
+
+def _cannot_train_message(problems, out_dir, kept, dropped, n_input):
+    """One line: what keeps the corpus from training, how to fix it, and what was kept."""
+    why = (f"{len(dropped)} of {n_input} input rows were dropped; {out_dir}/dropped.csv says why "
+           "for each" if dropped else f"all {n_input} input rows were kept")
+    return (
+        f"the prepared corpus cannot train a classifier: {'; '.join(problems)}. Fix or add input "
+        "rows so that train has at least two topics, dev and test are not empty (a split column, or "
+        "more speakers to draw from) and every dev/test topic occurs in train, then rerun "
+        f"({why}; the manifests of the {kept} kept rows are in {out_dir} for inspection)"
+    )
+
+
 def summarize(splits, topics, dropped, n_input, extra=None):
     """Counts and hours per split x topic x subset, plus the accounting of input rows."""
     table = {}
@@ -195,10 +254,29 @@ def _rounded(cells):
     return {k: {"count": v["count"], "hours": round(v["hours"], 4)} for k, v in sorted(cells.items())}
 
 
+def manifest_paths(out_dir):
+    """``{split: Path}`` of the manifests of a prepared folder.
+
+    >>> manifest_paths("data")["dev"].as_posix()
+    'data/dev.csv'
+    """
+    return {split: Path(out_dir) / f"{split}.csv" for split in SPLITS}
+
+
 def is_finished(out_dir):
-    """True when ``out_dir`` holds a finished preparation (all outputs, summary last)."""
+    """True when ``out_dir`` holds a finished preparation (all outputs, summary last).
+
+    A preparation that stopped because its corpus cannot train a classifier is written but not
+    finished, so that a rerun after fixing the input rebuilds it rather than skipping.
+    """
     out_dir = Path(out_dir)
-    return all((out_dir / name).is_file() for name in OUTPUTS)
+    if not all((out_dir / name).is_file() for name in OUTPUTS):
+        return False
+    try:
+        summary = json.loads((out_dir / DONE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return CANNOT_TRAIN not in summary
 
 
 def start(out_dir, force=False):
@@ -242,7 +320,7 @@ def start(out_dir, force=False):
     return True
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, binary=False):
     """Write a file through a temporary name in the same folder, then rename it into place.
 
     Arguments
@@ -250,12 +328,15 @@ def atomic_write(path, write):
     path : Path
         The final file.
     write : callable
-        ``write(fileobj)`` fills the open text file.
+        ``write(fileobj)`` fills the open file.
+    binary : bool
+        Open the file in binary mode (audio) instead of UTF-8 text.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    text = {} if binary else {"encoding": "utf-8", "newline": ""}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "wb" if binary else "w", **text) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
@@ -281,7 +362,11 @@ def _fmt(value):
 
 
 def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None):
-    """Validate and write a whole prepared corpus.
+    """Validate and write a whole prepared corpus: the shared end of every preparation.
+
+    When the rows are valid but cannot train a classifier (:func:`trainability_problems`),
+    everything is still written, for inspection, and ``summary.json`` records the problems under
+    :data:`CANNOT_TRAIN` (so a rerun rebuilds); then :class:`PrepError` says what to fix.
 
     Arguments
     ---------
@@ -289,8 +374,8 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
         Output folder (already checked by :func:`start`).
     splits : dict
         ``{"train": [Row], "dev": [Row], "test": [Row]}``.
-    topics : list of str
-        Label order written to ``topics.txt``.
+    topics : list of str or None
+        Label order written to ``topics.txt``; None: the kept rows' topics, sorted.
     dropped : list of Dropped
         Input rows not kept, with reasons.
     n_input : int
@@ -306,26 +391,33 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
     Raises
     ------
     PrepError
-        When validation fails or rows are unaccounted for; nothing is written then.
+        When validation fails or rows are unaccounted for (nothing is written then), or when
+        the written corpus cannot train a classifier.
     """
     out_dir = Path(out_dir)
+    if topics is None:
+        topics = sorted({r.topic for rows in splits.values() for r in rows})
     problems = validate(splits, topics)
     kept = sum(len(rows) for rows in splits.values())
     if kept + len(dropped) != n_input:
         problems.append(f"{n_input} input rows but {kept} kept + {len(dropped)} dropped")
     if problems:
         raise PrepError("manifest validation failed:\n  " + "\n  ".join(problems))
-    paths = {}
+    paths = manifest_paths(out_dir)
     for split in SPLITS:
-        paths[split] = out_dir / f"{split}.csv"
         write_csv(paths[split], COLUMNS, [asdict(r) for r in splits.get(split, [])])
     atomic_write(out_dir / "topics.txt", lambda f: f.write("".join(t + "\n" for t in topics)))
     write_csv(out_dir / "dropped.csv", DROPPED_COLUMNS, [asdict(d) for d in dropped])
     summary = summarize(splits, topics, dropped, n_input, extra_summary)
+    unusable = trainability_problems(splits)
+    if unusable:
+        summary[CANNOT_TRAIN] = unusable
     # summary.json last: its presence marks a finished preparation.
     atomic_write(out_dir / DONE_MARKER, lambda f: json.dump(summary, f, indent=2, ensure_ascii=False))
     for d in dropped:
         logger.warning("dropped %s: %s", d.source, d.reason)
+    if unusable:
+        raise PrepError(_cannot_train_message(unusable, out_dir, kept, dropped, n_input))
     logger.info("prepared %s: %d kept, %d dropped of %d input rows", out_dir, kept, len(dropped), n_input)
     return paths
 

@@ -126,6 +126,32 @@ def resolve_speaker_conflicts(splits):
     return kept, conflicts
 
 
+def given_splits(rows, split_of):
+    """Put rows in the splits the user gave them, each speaker in one split only.
+
+    Arguments
+    ---------
+    rows : list of Row
+        The kept rows.
+    split_of : dict
+        ``{ID: split}`` as given (a ``split`` column).
+
+    Returns
+    -------
+    tuple
+        ``(splits, conflicts)`` as :func:`resolve_speaker_conflicts` returns them.
+
+    Example
+    -------
+    >>> from data_prep.manifest import Row
+    >>> rows = [Row("a", "a.wav", 1.0, "x", speaker="s"), Row("b", "b.wav", 1.0, "y", speaker="s")]
+    >>> splits, conflicts = given_splits(rows, {"a": "train", "b": "test"})
+    >>> [r.ID for r in splits["test"]], [r.ID for r, _ in conflicts]
+    (['b'], ['a'])
+    """
+    return resolve_speaker_conflicts({s: [r for r in rows if split_of[r.ID] == s] for s in SPLITS})
+
+
 def read_split_lists(folder):
     """Read ``dev.txt``, ``test.txt`` and optional ``train.txt`` (one recording id per line).
 

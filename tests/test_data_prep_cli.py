@@ -15,7 +15,8 @@ from data_prep.__main__ import main
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    return make_toy_lp_corpus(tmp_path_factory.mktemp("lp"), n_clients=4, per_client=2, bad=False)
+    # Enough clients that every theme drawn for dev/test also occurs in train.
+    return make_toy_lp_corpus(tmp_path_factory.mktemp("lp"), n_clients=12, per_client=3, bad=False)
 
 
 def _summary(out):
@@ -28,7 +29,8 @@ def test_lp_command(toy, tmp_path):
                  "--seed", "3"]) == 0
     summary = _summary(out)
     assert summary["accounted"] and summary["seed"] == 3 and summary["input_rows"] == toy.n_rows
-    assert main(["-q", "lp", str(toy.root), str(out), "--force"]) == 0
+    # The default 3 h for dev take every speaker but one, so test is empty: exit 2, summary kept.
+    assert main(["-q", "lp", str(toy.root), str(out), "--force"]) == 2
     assert _summary(out)["dev_hours"] == 3.0
 
 
@@ -80,11 +82,12 @@ def test_validation_errors_are_joined_on_one_line(monkeypatch, tmp_path, capsys)
     assert capsys.readouterr().err == "error: manifest validation failed: row 'a': bad; row 'b': bad\n"
 
 
-def test_demo_and_speak_call_the_demo_corpus(monkeypatch, tmp_path):
+def test_demo_and_speak_call_their_modules(monkeypatch, tmp_path):
     calls = []
-    fake = types.SimpleNamespace(prepare_demo=lambda *a, **k: calls.append(("demo", a, k)),
-                                 speak_csv=lambda *a, **k: calls.append(("speak", a, k)))
-    monkeypatch.setitem(sys.modules, "data_prep.demo_corpus", fake)
+    monkeypatch.setitem(sys.modules, "data_prep.demo_corpus", types.SimpleNamespace(
+        prepare_demo=lambda *a, **k: calls.append(("demo", a, k))))
+    monkeypatch.setitem(sys.modules, "data_prep.speak", types.SimpleNamespace(
+        speak_csv=lambda *a, **k: calls.append(("speak", a, k))))
     assert main(["demo", "out", "--seed", "5", "--size", "tiny", "--force"]) == 0
     assert main(["speak", "t.csv", "out2"]) == 0
     assert calls == [("demo", ("out",), {"seed": 5, "size": "tiny", "force": True}),

@@ -1,4 +1,5 @@
-"""Tests of the built-in corpus and of speaking a text CSV (data_prep/demo_corpus.py)."""
+"""Tests of the built-in corpus (data_prep/demo_corpus.py, espeak.py, synthesis.py) and of speaking a
+text CSV (data_prep/speak.py)."""
 
 import csv
 import json
@@ -11,8 +12,10 @@ import pytest
 import soundfile
 
 from data_prep import demo_corpus, demo_text
-from data_prep.demo_corpus import Synthesizer, bow_baseline, prepare_demo, speak_csv
+from data_prep.demo_corpus import bow_baseline, prepare_demo
+from data_prep.espeak import Synthesizer
 from data_prep.manifest import COLUMNS, OUTPUTS, PrepError, Row, read_manifest, read_topics, validate
+from data_prep.speak import speak_csv
 from data_prep.text_norm import normalize_transcript
 from data_prep.topics import TOPICS
 
@@ -175,20 +178,20 @@ def test_speak_csv_on_sib200_rows(tmp_path):
         r[3] = "train"
     rows[0][3] = rows[1][3] = rows[2][3] = "train"
     rows.append(["9001", "sports", "", "train"])  # empty text
-    rows.append(["9002", "travel", "Hyvä matka.", "validation"])  # unknown split
+    rows.append(["9002", "travel", "Hyvä matka.", "validation"])  # dev, as the csv command reads it
     rows.append([source[0]["index_id"], "travel", "Toinen lause.", "train"])  # duplicate ID
     _write_csv(tmp_path / "sib.csv", ["ID", "topic", "text", "split"], rows)
     out = tmp_path / "corpus"
     speak_csv(tmp_path / "sib.csv", out, seed=0)
     kept = _rows(out)
-    assert sum(len(r) for r in kept.values()) == 12
-    assert read_topics(out) == sorted({s["category"] for s in source} | {"sports", "travel"})
+    assert sum(len(r) for r in kept.values()) == 13
+    assert read_topics(out) == sorted({s["category"] for s in source})
     with open(out / "dropped.csv", encoding="utf-8") as f:
         dropped = list(csv.DictReader(f))
-    assert len(dropped) == 3
+    assert len(dropped) == 2
     reasons = " ".join(d["reason"] for d in dropped)
-    assert "empty text" in reasons and "validation" in reasons and "duplicate ID" in reasons
-    assert {r["ID"] for r in kept["dev"]} == {source[3]["index_id"]}
+    assert "empty text" in reasons and "duplicate ID" in reasons
+    assert {r["ID"] for r in kept["dev"]} == {source[3]["index_id"], "9002"}
     assert all(r["subset"] == "transcribed" and r["words"] for r in kept["train"])
     first = next(r for r in kept["train"] if r["ID"] == source[0]["index_id"])
     assert first["words"] == normalize_transcript(source[0]["text"])
@@ -212,24 +215,18 @@ def test_speak_csv_auto_split_keeps_speakers_apart(tmp_path):
     assert read_topics(out) == ["topic0", "topic1"]
 
 
-def test_speak_csv_drops_speaker_in_two_splits(tmp_path):
-    rows = [["mä kävin kaupassa", "a", "anna", "train"], ["koira haukkuu", "b", "anna", "test"],
-            ["sataa vettä", "a", "ben", "dev"], ["me pelattiin", "b", "cid", "train"]]
-    _write_csv(tmp_path / "t.csv", ["text", "topic", "speaker", "split"], rows)
-    speak_csv(tmp_path / "t.csv", tmp_path / "corpus")
-    with open(tmp_path / "corpus" / "dropped.csv", encoding="utf-8") as f:
-        dropped = list(csv.DictReader(f))
-    assert len(dropped) == 1 and "anna" in dropped[0]["reason"] and "row 2" in dropped[0]["source"]
-
-
 def test_speak_csv_bad_files(tmp_path):
     _write_csv(tmp_path / "nocol.csv", ["sentence", "topic"], [["hei", "a"]])
-    with pytest.raises(PrepError, match="lacks column.*text"):
+    with pytest.raises(PrepError, match="lacks the required column.*transcript or text"):
         speak_csv(tmp_path / "nocol.csv", tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()
+    # A row that is not UTF-8 is dropped, as the csv command drops it; with no row left, the
+    # corpus cannot train, and dropped.csv says why.
     (tmp_path / "latin.csv").write_bytes("text,topic\nhyv\xe4 p\xe4iv\xe4,a\n".encode("latin-1"))
-    with pytest.raises(PrepError, match="not UTF-8"):
+    with pytest.raises(PrepError, match="train is empty; dev is empty; test is empty"):
         speak_csv(tmp_path / "latin.csv", tmp_path / "o2")
-    assert not (tmp_path / "o1" / "summary.json").exists()
+    with open(tmp_path / "o2" / "dropped.csv", encoding="utf-8") as f:
+        assert "non-UTF-8" in next(csv.DictReader(f))["reason"]
 
 
 def test_speak_csv_drops_malformed_and_too_long_rows(tmp_path):
@@ -238,11 +235,13 @@ def test_speak_csv_drops_malformed_and_too_long_rows(tmp_path):
         f"text,topic\nmä kävin kaupassa,a\nno, mä kävin metsässä,b\nkoira haukkuu,b\n{long_text},a\n",
         encoding="utf-8",
     )
-    speak_csv(tmp_path / "t.csv", tmp_path / "corpus")
+    # Two rows are too few to draw dev and test from, so the corpus is written but cannot train.
+    with pytest.raises(PrepError, match="dev is empty; test is empty"):
+        speak_csv(tmp_path / "t.csv", tmp_path / "corpus")
     with open(tmp_path / "corpus" / "dropped.csv", encoding="utf-8") as f:
-        dropped = {d["source"].rsplit(" ", 1)[-1]: d["reason"] for d in csv.DictReader(f)}
-    assert set(dropped) == {"2", "4"}
-    assert "quote" in dropped["2"] and "50 s" in dropped["4"]
+        dropped = {d["source"].rsplit(":", 1)[-1]: d["reason"] for d in csv.DictReader(f)}
+    assert set(dropped) == {"3", "5"}
+    assert "quote" in dropped["3"] and "50 s" in dropped["5"]
     assert read_topics(tmp_path / "corpus") == ["a", "b"]
     # The too-long recording is not left behind.
     assert sorted(p.stem for p in (tmp_path / "corpus" / "audio").iterdir()) == ["utt000001", "utt000003"]

@@ -213,8 +213,10 @@ def test_split_lists(toy, tmp_path):
 def test_split_lists_with_train_list_and_speaker_in_two_lists(toy, tmp_path):
     lists = _lists(tmp_path / "lists", train=["clt0000000_rec0000", "clt0000001_rec0000"],
                    dev=["clt0000001_ses01_rec0001"], test=["clt0000003_rec0000"])
-    paths = prepare_lahjoita_puhetta(toy.root, tmp_path / "out", split_lists=lists)
-    assert [r["ID"] for r in read_manifest(paths["train"])] == ["clt0000000_rec0000"]
+    # One train row cannot train a classifier: the preparation says so, after writing the folder.
+    with pytest.raises(PrepError, match="cannot train a classifier: train has rows of one topic only"):
+        prepare_lahjoita_puhetta(toy.root, tmp_path / "out", split_lists=lists)
+    assert [r["ID"] for r in read_manifest(tmp_path / "out" / "train.csv")] == ["clt0000000_rec0000"]
     dropped = (tmp_path / "out" / "dropped.csv").read_text()
     assert "speaker 'clt0000001' is given in train and in dev" in dropped
     assert "is in no split list: add it to train.txt" in dropped
@@ -229,7 +231,9 @@ def test_split_lists_need_dev_and_test(toy, tmp_path):
 def test_parallel_conversion_gives_the_same_manifests(tmp_path):
     small = make_toy_lp_corpus(tmp_path / "c", n_clients=3, per_client=2, bad=False)
     for name, workers in (("serial", 1), ("parallel", 2)):
-        prepare_lahjoita_puhetta(small.root, tmp_path / name, num_workers=workers, **SMALL)
+        # Six recordings of six themes cannot train a classifier; the manifests are written anyway.
+        with pytest.raises(PrepError, match="absent from train"):
+            prepare_lahjoita_puhetta(small.root, tmp_path / name, num_workers=workers, **SMALL)
     for name in ("train.csv", "dev.csv", "test.csv"):
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes()
 

@@ -26,6 +26,11 @@ def _row(i, split="train", topic="a", words="hei", speaker=None):
                speaker=speaker or f"s{i}", subset=subset)
 
 
+def _trainable():
+    """The smallest splits that can train a classifier: two topics, every split filled."""
+    return {"train": [_row(1), _row(2, topic="b")], "dev": [_row(3, "dev")], "test": [_row(4, "test", "b")]}
+
+
 def test_audio_duration_of_good_files(tmp_path):
     assert audio_duration(_wav(tmp_path / "a.wav", 1.5)) == (1.5, None)
     assert audio_duration(_wav(tmp_path / "b.flac", 0.5, 22050, "FLAC"))[0] == pytest.approx(0.5, abs=1e-4)
@@ -77,7 +82,7 @@ def test_validate_names_each_problem():
 def test_start_creates_skips_and_cleans(tmp_path, caplog):
     out = tmp_path / "out"
     assert start(out) and out.is_dir()
-    write_prepared(out, {"train": [_row(1)], "dev": [], "test": []}, TOPICS, [], 1)
+    write_prepared(out, _trainable(), TOPICS, [], 4)
     with caplog.at_level("INFO"):
         assert not start(out)
     assert "skipping" in caplog.text
@@ -115,15 +120,17 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 
 def test_write_prepared_roundtrip_and_summary(tmp_path):
-    splits = {"train": [_row(1), _row(2, words="", topic="b")], "dev": [_row(3, "dev")], "test": []}
-    paths = write_prepared(tmp_path, splits, TOPICS, [Dropped("in.csv:4", "missing audio file x")], 4,
+    splits = {"train": [_row(1), _row(2, words="", topic="b")], "dev": [_row(3, "dev")],
+              "test": [_row(5, "test")]}
+    paths = write_prepared(tmp_path, splits, TOPICS, [Dropped("in.csv:4", "missing audio file x")], 5,
                            {"corpus": "toy"})
     train = read_manifest(paths["train"])
     assert list(train[0]) == list(COLUMNS) and train[1]["subset"] == "untranscribed"
     assert train[0]["duration"] == 1.0
     assert read_topics(tmp_path) == TOPICS
     summary = json.loads((tmp_path / DONE_MARKER).read_text())
-    assert summary["accounted"] and summary["input_rows"] == 4 and summary["corpus"] == "toy"
+    assert summary["accounted"] and summary["input_rows"] == 5 and summary["corpus"] == "toy"
+    assert manifest.CANNOT_TRAIN not in summary
     assert summary["splits"]["train"]["topic_subset"]["b/untranscribed"]["count"] == 1
 
 
@@ -141,3 +148,29 @@ def test_read_topics_missing_says_how_to_fix(tmp_path):
 def test_outputs_are_the_documented_files():
     assert manifest.OUTPUTS[-1] == DONE_MARKER
     assert set(manifest.OUTPUTS) >= {"train.csv", "dev.csv", "test.csv", "topics.txt", "dropped.csv"}
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda s: [setattr(r, "topic", "a") for r in s["train"] + s["test"]],
+     "train has rows of one topic only (a): a classifier needs at least two"),
+    (lambda s: s["dev"].clear(), "dev is empty"),
+    (lambda s: s["test"].append(_row(5, "test", "c")), "test has topic(s) absent from train: c"),
+])
+def test_trainability_problems_name_each_case(change, problem):
+    splits = _trainable()
+    assert manifest.trainability_problems(splits) == []
+    change(splits)
+    assert manifest.trainability_problems(splits) == [problem]
+
+
+def test_untrainable_corpus_is_written_then_refused_and_rebuilt_on_rerun(tmp_path, caplog):
+    splits = _trainable()
+    splits["test"] = []
+    with pytest.raises(PrepError, match=r"cannot train a classifier: test is empty\. .*\(1 of 4 input rows"):
+        write_prepared(tmp_path, splits, None, [Dropped("in.csv:9", "missing audio file x")], 4)
+    assert read_topics(tmp_path) == ["a", "b"] and read_manifest(tmp_path / "train.csv")
+    assert (tmp_path / "dropped.csv").read_text().count("\n") == 2
+    summary = json.loads((tmp_path / DONE_MARKER).read_text())
+    assert summary[manifest.CANNOT_TRAIN] == ["test is empty"]
+    # Not a finished preparation: a rerun (with the input fixed) rebuilds instead of skipping.
+    assert not manifest.is_finished(tmp_path) and start(tmp_path)

@@ -1,0 +1,76 @@
+"""Audio helpers of the preparations: one resampler and one atomic audio writer.
+
+The built-in corpus writes its files at several rates and the LP preparation converts every
+recording to 16 kHz; both resample and write here, so a rate change or an interrupted write is
+handled the same way everywhere in ``data_prep``.
+
+Example
+-------
+>>> import numpy as np, tempfile
+>>> from pathlib import Path
+>>> signal = resample(np.zeros(22050, dtype=np.float32), 22050, 16000)
+>>> signal.shape
+(16000,)
+>>> with tempfile.TemporaryDirectory() as folder:
+...     write_audio(Path(folder) / "a.flac", signal, 16000)
+...     sorted(p.name for p in Path(folder).iterdir())
+['a.flac']
+"""
+
+import functools
+
+import soundfile
+
+from data_prep.manifest import atomic_write
+
+
+@functools.lru_cache(maxsize=None)
+def _resampler(source_rate, target_rate):
+    """A resampler per rate pair: its sinc kernel is computed once, not per file."""
+    # Imported here: torch is slow to import, and the CSV preparations never resample.
+    import torchaudio
+
+    return torchaudio.transforms.Resample(source_rate, target_rate)
+
+
+def resample(signal, source_rate, target_rate):
+    """Resample a mono float32 signal with torchaudio's windowed sinc.
+
+    Arguments
+    ---------
+    signal : numpy.ndarray
+        1-D float32 samples.
+    source_rate, target_rate : int
+        Their rate and the rate wanted.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 samples at ``target_rate`` (the input itself when the rates agree).
+    """
+    if source_rate == target_rate:
+        return signal
+    import torch
+
+    with torch.no_grad():
+        return _resampler(source_rate, target_rate)(torch.from_numpy(signal)).numpy()
+
+
+def write_audio(path, signal, sample_rate):
+    """Write 16-bit WAV or FLAC (by the suffix) through a temporary name, then rename it.
+
+    A crash never leaves a half-written file under the final name, so a rerun that finds the
+    file can trust it.
+
+    Arguments
+    ---------
+    path : Path
+        The final file, ``.flac`` or ``.wav``.
+    signal : numpy.ndarray
+        Samples in [-1, 1].
+    sample_rate : int
+        Their rate.
+    """
+    fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
+    atomic_write(path, lambda f: soundfile.write(f, signal, sample_rate, subtype="PCM_16", format=fmt),
+                 binary=True)
