@@ -1,7 +1,8 @@
 """Run the whole table: prepare -> stand-ins -> ASR -> transcribe -> every registry row x seeds -> report.
 
 ``recipes/run_table.sh`` is the entry point; this module does the work so that stage logic, skipping
-and timing are tested Python rather than shell. Stages:
+and timing are tested Python rather than shell. It is a recipe of this checkout, beside the registry
+(``recipes/systems.csv``) and ``train.py`` it runs, not part of the installed library. Stages:
 
 1. prepare the corpus (``python -m data_prep demo|lp|csv``);
 2. build the local stand-in encoders the profile names (demo: no model hub is reachable);
@@ -35,7 +36,7 @@ from topic_id.metrics import atomic_write
 from topic_id.registry import RESULTS_COPY, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: commands run from its root
 REGISTRY = ROOT / "recipes" / "systems.csv"
 STAGES = ("prepare", "standins", "asr", "transcribe", "systems", "report")
 STEP_FIELDS = ("step", "status", "seconds", "started", "finished")

@@ -5,12 +5,15 @@ Everything is built locally: no network, no model hub (DESIGN.md "Offline models
 
 import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "recipes" / "systems.csv"
+# The recipes (pipeline.py) are scripts of the checkout, not modules of the installed library.
+sys.path.insert(0, str(ROOT / "recipes"))
 STANDIN = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 400}
 STANDIN_WAV2VEC2 = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "conv_dim": 16}
 
@@ -58,7 +61,7 @@ def registry_runs(tiny_corpus, tmp_path_factory, train):
     import subprocess
     import sys
 
-    from topic_id.pipeline import transcribed_copy
+    from pipeline import transcribed_copy
     from topic_id.registry import load_registry, transcriber
 
     root = tmp_path_factory.mktemp("runs")

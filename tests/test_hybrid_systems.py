@@ -17,9 +17,9 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from data_prep.manifest import read_manifest
 from topic_id.nnet import TextBLSTM
-from topic_id.pipeline import transcribed_copy
 from topic_id.registry import load_registry
 from conftest import REGISTRY, ROOT
+from pipeline import transcribed_copy
 
 PROFILE_DIR = ROOT / "hparams" / "profiles"
 

@@ -10,7 +10,7 @@ and ``test_text`` (which text the row saw: manual, own ASR or external ASR; B12)
 ``needs`` is empty (the prepared corpus as it is), ``asr_words`` (``asr_words`` filled by the
 standalone ASR, row ``asr``) or ``own_asr:<row>`` (filled by the ASR of an earlier row, e.g. the
 multi-task system's stage 1). Each ASR writes into its own corpus copy (manifests copied, audio and
-caches linked: ``topic_id.pipeline.transcribed_copy``), so the manifest columns stay those of the
+caches linked: ``transcribed_copy`` of recipes/pipeline.py), so the manifest columns stay those of the
 contract and no ASR's transcripts overwrite another's.
 """
 

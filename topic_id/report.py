@@ -228,7 +228,7 @@ def _confusions(collection, out):
 
 
 def _markdown_run_time(timings):
-    """The run-time section from run_table.sh's ``logs/steps.csv`` (topic_id.pipeline.STEP_FIELDS)."""
+    """The run-time section from run_table.sh's ``logs/steps.csv`` (recipes/pipeline.py, STEP_FIELDS)."""
     with open(timings, newline="", encoding="utf-8") as f:
         steps = list(csv.DictReader(f))
     ran = [s for s in steps if s["status"] == "ran"]
