@@ -244,30 +244,6 @@ def train_wordpiece_vocab(texts, vocab_size, min_frequency=2):
     return vocab
 
 
-def standin_settings(folder):
-    """The ``settings`` recorded in a stand-in folder's marker file, or None (no finished build)."""
-    try:
-        return json.loads((Path(folder) / STANDIN_MARKER).read_text(encoding="utf-8"))["settings"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def swap_dir(new, target, settings):
-    """Move the finished folder ``new`` to ``target``, replacing an older build (any stand-in)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except OSError:
-        # Another process finished the same build first: keep its result if it matches.
-        if standin_settings(target) != settings:
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def read_manifest_texts(folder, splits=("train", "dev", "test"), column="words"):
     """The non-empty ``column`` values of the split manifests in ``folder`` (train required)."""
     folder = Path(folder)
