@@ -254,6 +254,7 @@ def train(hparams, labels):
                            title=f"{out.name} (test)")
     vectorizer = model.named_steps["vectorizer"]
     summary.update(params=n_weights(model), trainable_params=n_weights(model),
+                   module_params={"logistic_regression": n_weights(model)},
                    text_encoder=describe(hparams), audio_encoder=None, labels=names,
                    vocabulary=len(vectorizer.vocabulary_), train_rows=len(keep))
     metrics.write_json(out / "metrics.json", summary)

@@ -25,6 +25,7 @@ from data_prep.manifest import read_topics
 from topic_id.errors import ConfigError
 
 _TOP_KEY = re.compile(r"^([A-Za-z_]\w*)\s*:", re.MULTILINE)
+_TOP_ENTRY = re.compile(r"^(?=[A-Za-z_])", re.MULTILINE)
 
 
 def _round_trip():
@@ -36,21 +37,28 @@ def _round_trip():
 def read_yaml_map(text, what):
     r"""A YAML mapping with its tags kept (ruamel round-trip), or ConfigError naming ``what``.
 
+    A key given twice keeps its last value, as a repeated command-line option does (``--seed=1
+    ... --seed=2``); YAML itself would refuse the duplicate.
+
     Example
     -------
-    >>> overrides = read_yaml_map("opt_class: !name:torch.optim.AdamW\nlr: 0.1", "overrides")
+    >>> overrides = read_yaml_map("opt_class: !name:torch.optim.AdamW\nlr: 0.1\nlr: 0.2", "overrides")
     >>> overrides["opt_class"].tag.value, overrides["lr"]
-    ('!name:torch.optim.AdamW', 0.1)
+    ('!name:torch.optim.AdamW', 0.2)
     """
-    try:
-        data = _round_trip().load(text) if text and text.strip() else None
-    except YAMLError as err:
-        raise ConfigError(f"{what} are not valid YAML ({str(err).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{what} must be key: value pairs, got {text!r}")
-    return data
+    merged = {}
+    # One top-level entry at a time (an entry's nested lines stay with it), later ones winning.
+    for entry in _TOP_ENTRY.split(text or ""):
+        try:
+            data = _round_trip().load(entry) if entry.strip() else None
+        except YAMLError as err:
+            raise ConfigError(f"{what} are not valid YAML ({str(err).splitlines()[0]})") from None
+        if data is None:
+            continue
+        if not isinstance(data, dict):
+            raise ConfigError(f"{what} must be key: value pairs, got {entry.strip()!r}")
+        merged.update(data)
+    return merged
 
 
 def dump_yaml_map(mapping):
