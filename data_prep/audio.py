@@ -21,12 +21,13 @@ import functools
 
 import soundfile
 
-from data_prep.manifest import atomic_write
+from data_prep.fileio import atomic_write
 
 
 @functools.lru_cache(maxsize=None)
-def _resampler(source_rate, target_rate):
-    """A resampler per rate pair: its sinc kernel is computed once, not per file."""
+def resampler(source_rate, target_rate):
+    """torchaudio's resampler for a rate pair, built once: its sinc kernel is not recomputed per
+    file (the one resampler of both packages; ``topic_id.dataio`` and inference use it too)."""
     # Imported here: torch is slow to import, and the CSV preparations never resample.
     import torchaudio
 
@@ -53,7 +54,7 @@ def resample(signal, source_rate, target_rate):
     import torch
 
     with torch.no_grad():
-        return _resampler(source_rate, target_rate)(torch.from_numpy(signal)).numpy()
+        return resampler(source_rate, target_rate)(torch.from_numpy(signal)).numpy()
 
 
 def write_audio(path, signal, sample_rate):
@@ -72,5 +73,5 @@ def write_audio(path, signal, sample_rate):
         Their rate.
     """
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    atomic_write(path, lambda f: soundfile.write(f, signal, sample_rate, subtype="PCM_16", format=fmt),
-                 binary=True)
+    with atomic_write(path, "wb") as f:
+        soundfile.write(f, signal, sample_rate, subtype="PCM_16", format=fmt)

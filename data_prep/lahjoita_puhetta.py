@@ -31,6 +31,7 @@ import numpy as np
 import soundfile
 
 from data_prep.audio import resample, write_audio
+from data_prep.fileio import is_leftover
 from data_prep.intake import Intake, check_audio, read_metadata
 from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import (
@@ -191,7 +192,7 @@ def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
 def _convert(splits, source_audio, audio_dir, force, num_workers, intake):
     """Convert the audio of every kept row; drop the rows whose audio cannot be decoded."""
     audio_dir.mkdir(exist_ok=True)
-    for leftover in audio_dir.glob(".tmp-*"):
+    for leftover in filter(is_leftover, audio_dir.iterdir()):
         leftover.unlink()
     rows = [row for split_rows in splits.values() for row in split_rows]
     jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force) for r in rows]

@@ -16,13 +16,14 @@ instead of training failing later deep inside PyTorch.
 import csv
 import json
 import logging
-import os
 import tempfile
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import soundfile
+
+from data_prep.fileio import atomic_write, is_leftover
 
 logger = logging.getLogger(__name__)
 
@@ -312,37 +313,12 @@ def start(out_dir, force=False):
     if is_finished(out_dir) and not force:
         logger.info("%s holds a finished preparation; skipping (use --force to rebuild)", out_dir)
         return False
-    leftovers = [p for p in out_dir.iterdir() if p.name in OUTPUTS or p.name.startswith(".tmp-")]
+    leftovers = [p for p in out_dir.iterdir() if p.name in OUTPUTS or is_leftover(p)]
     if leftovers and not force:
         logger.warning("%s holds an unfinished earlier run; rebuilding it", out_dir)
     for p in leftovers:
         p.unlink()
     return True
-
-
-def atomic_write(path, write, binary=False):
-    """Write a file through a temporary name in the same folder, then rename it into place.
-
-    Arguments
-    ---------
-    path : Path
-        The final file.
-    write : callable
-        ``write(fileobj)`` fills the open file.
-    binary : bool
-        Open the file in binary mode (audio) instead of UTF-8 text.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
-    text = {} if binary else {"encoding": "utf-8", "newline": ""}
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **text) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_csv(path, columns, rows):
@@ -354,7 +330,8 @@ def write_csv(path, columns, rows):
         for row in rows:
             writer.writerow({c: _fmt(row[c]) for c in columns})
 
-    atomic_write(path, _write)
+    with atomic_write(path, newline="") as f:
+        _write(f)
 
 
 def _fmt(value):
@@ -406,14 +383,16 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
     paths = manifest_paths(out_dir)
     for split in SPLITS:
         write_csv(paths[split], COLUMNS, [asdict(r) for r in splits.get(split, [])])
-    atomic_write(out_dir / "topics.txt", lambda f: f.write("".join(t + "\n" for t in topics)))
+    with atomic_write(out_dir / "topics.txt", newline="") as f:
+        f.write("".join(t + "\n" for t in topics))
     write_csv(out_dir / "dropped.csv", DROPPED_COLUMNS, [asdict(d) for d in dropped])
     summary = summarize(splits, topics, dropped, n_input, extra_summary)
     unusable = trainability_problems(splits)
     if unusable:
         summary[CANNOT_TRAIN] = unusable
     # summary.json last: its presence marks a finished preparation.
-    atomic_write(out_dir / DONE_MARKER, lambda f: json.dump(summary, f, indent=2, ensure_ascii=False))
+    with atomic_write(out_dir / DONE_MARKER, newline="") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
     for d in dropped:
         logger.warning("dropped %s: %s", d.source, d.reason)
     if unusable:

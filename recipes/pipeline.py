@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from topic_id.metrics import atomic_write
+from data_prep.fileio import atomic_write
 from topic_id.registry import RESULTS_COPY, load_registry, transcriber
 
 logger = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
+import transformers
 from hyperpyyaml import load_hyperpyyaml
 
 from topic_id import dataio, transfer
@@ -83,6 +84,9 @@ def load(argv):
         raise ConfigError(f"{hparams_file} does not exist: give a system YAML, e.g. hparams/text.yaml")
     overrides = resolve_overrides(hparams_file, overrides, profile)
     logging.getLogger("speechbrain.utils.train_logger").addFilter(_quiet_torchvision)
+    # transformers' "Loading weights" bar: a frozen encoder loads in a second, and the bar would
+    # sit on stderr above a configuration error.
+    transformers.utils.logging.disable_progress_bar()
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
     try:

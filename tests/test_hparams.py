@@ -1,7 +1,6 @@
 """Every system YAML is in the registry, and every top-level key is used by something."""
 
 import re
-from pathlib import Path
 
 import pytest
 from speechbrain.utils.run_opts import RunOptions

@@ -157,11 +157,11 @@ def test_interrupted_run_is_rebuilt(toy, tmp_path):
     expected = (out / "train.csv").read_bytes()
     (out / "summary.json").unlink()
     (out / "train.csv").write_text("ID,wav\nhalf")
-    (out / ".tmp-dev.csv-123").write_text("partial")
-    (out / "audio" / ".tmp-clt0000000_rec0000.flac").write_bytes(b"partial")
+    (out / ".dev.csv.a1b2c3.tmp").write_text("partial")  # what an interrupted atomic_write leaves
+    (out / "audio" / ".clt0000000_rec0000.flac.d4e5f6.tmp").write_bytes(b"partial")
     prepare_lahjoita_puhetta(toy.root, out, **SMALL)
     assert (out / "summary.json").is_file() and (out / "train.csv").read_bytes() == expected
-    assert not list(out.glob(".tmp-*")) and not list((out / "audio").glob(".tmp-*"))
+    assert not list(out.glob(".*.tmp")) and not list((out / "audio").glob(".*.tmp"))
 
 
 @pytest.mark.parametrize("sub", ["", "puhelahjat", "puhelahjat/v1", "puhelahjat/v1/2020_part_01"])

@@ -13,7 +13,6 @@ that misaligns labels, a head that sees no input, an encoder that outputs a cons
 
 import csv
 import json
-import random
 
 import pytest
 

@@ -93,7 +93,7 @@ def test_start_rebuilds_an_interrupted_run(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "train.csv").write_text("half")
-    (out / ".tmp-dev.csv-x").write_text("half")
+    (out / ".dev.csv.x2k_9.tmp").write_text("half")  # what an interrupted atomic_write leaves
     (out / "keep.txt").write_text("not ours")
     assert start(out)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -22,6 +22,7 @@ import torch
 from speechbrain.tokenizers.SentencePiece import SentencePiece
 from speechbrain.utils.data_utils import batch_pad_right
 
+from data_prep.fileio import atomic_write
 from topic_id import metrics
 from topic_id.brains import TopicBrain, encode_frames
 from topic_id.encoders import frame_lengths
@@ -277,7 +278,7 @@ class ASRBrain(TopicBrain):
         for split, result in results.items():
             records = result["records"]
             path = Path(self.hparams.output_folder) / f"hyps_{split}.csv"
-            with metrics.atomic_write(path, newline="") as f:
+            with atomic_write(path, newline="") as f:
                 writer = csv.writer(f, lineterminator="\n")
                 writer.writerow(["ID", "ref", "hyp"])
                 writer.writerows(zip(records["id"], records["ref"], records["hyp"]))
@@ -440,7 +441,7 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
             header.append(column)
         write_csv(path, header, rows)
         record[path.name] = wanted
-        with metrics.atomic_write(record_file) as f:
+        with atomic_write(record_file) as f:
             json.dump(record, f, indent=2)
         done[path.name] = "decoded" if reused is None else "reused"
         logger.info("%s: %d rows transcribed by %s", path, len(rows), ckpt)

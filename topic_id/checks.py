@@ -96,8 +96,10 @@ def check_encoder_dims(hparams):
         raise ConfigError(f"--text_dim={hparams['text_dim']} but the text encoder {text.name} is "
                           f"{text.dim} wide: pass --text_dim={text.dim}")
     wav2vec2 = hparams.get("wav2vec2")
+    if isinstance(wav2vec2, dict):  # hparams/modules/wav2vec2.yaml, included
+        wav2vec2 = wav2vec2.get("encoder")
     if wav2vec2 is not None and "wav2vec2_dim" in hparams:
-        width = int(wav2vec2.model.config.hidden_size)
+        width = int(wav2vec2.dim)
         if width != hparams["wav2vec2_dim"]:
             raise ConfigError(f"--wav2vec2_dim={hparams['wav2vec2_dim']} but the wav2vec2 model is "
                               f"{width} wide: pass --wav2vec2_dim={width}")

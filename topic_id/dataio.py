@@ -17,8 +17,8 @@ import numpy as np
 import soundfile
 import speechbrain as sb
 import torch
-import torchaudio
 
+from data_prep.audio import resampler
 from data_prep.manifest import read_topics
 from topic_id.checks import text_columns
 from topic_id.errors import ConfigError
@@ -47,11 +47,6 @@ def label_encoder(data_folder):
     return encoder
 
 
-@functools.lru_cache(maxsize=16)
-def _resampler(orig, new):
-    return torchaudio.transforms.Resample(orig, new)
-
-
 def load_audio(path, sample_rate):
     """Read an audio file as a mono float tensor at ``sample_rate``.
 
@@ -74,7 +69,7 @@ def load_audio(path, sample_rate):
     # Downmix only what has several channels (a mean over one channel costs a tenth of a read).
     wav = torch.from_numpy(np.ascontiguousarray(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)))
     if rate != sample_rate:
-        wav = _resampler(rate, sample_rate)(wav.unsqueeze(0)).squeeze(0)
+        wav = resampler(rate, sample_rate)(wav.unsqueeze(0)).squeeze(0)
     return wav
 
 

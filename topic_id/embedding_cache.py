@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from topic_id.hub import WEIGHT_SUFFIXES
-from topic_id.metrics import atomic_write
+from data_prep.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -26,16 +26,13 @@ model then classifies text only).
 
 import json
 import logging
-import os
 import re
 import shutil
-import uuid
 from pathlib import Path
 
 import yaml
-from ruamel.yaml import YAML
 
-from topic_id.metrics import atomic_write
+from data_prep.fileio import atomic_write, replace_dir, temporary_sibling
 from topic_id.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -165,13 +162,11 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
         if not (overwrite and (out_dir / EXPORT_SPEC).is_file()):
             raise ExportError(f"{out_dir} exists and is not empty; choose a new folder (or "
                               "--overwrite an earlier export)")
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = temporary_sibling(out_dir)
     tmp.mkdir(parents=True)
     try:
         info = _write_export(run, tmp, asr, DECODE_MODULES, STANDIN_MARKER)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     logger.info("exported %s (%s) to %s", run.dir, info["inputs"], out_dir)

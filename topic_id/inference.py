@@ -133,7 +133,7 @@ class TopicIdentifier(Pretrained):
         list of str
         """
         from topic_id.asr import decode
-        from topic_id.dataio import _resampler
+        from data_prep.audio import resampler
 
         if self.asr is None:
             raise InputError("this model has no ASR to transcribe audio: give the text, or export "
@@ -142,7 +142,7 @@ class TopicIdentifier(Pretrained):
         n = torch.round(wav_lens * wavs.shape[1]).long().clamp(min=1)
         signals = [wavs[i, : n[i]].cpu() for i in range(len(n))]
         if self.asr["sample_rate"] != self.sample_rate:
-            resample = _resampler(self.sample_rate, self.asr["sample_rate"])
+            resample = resampler(self.sample_rate, self.asr["sample_rate"])
             signals = [resample(s.unsqueeze(0)).squeeze(0) for s in signals]
         return decode(self.asr, signals, self.device)
 

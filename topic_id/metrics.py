@@ -2,16 +2,13 @@
 
 Topic metrics follow the paper's evaluation (original_recipes.md §2.9) but are computed over the
 fixed label order of the corpus, never over the labels a batch happens to contain, and accept any
-number of samples, one included (fixes B10). Every file is written to a temporary name in the
-target folder and renamed, so a crash never leaves a half-written result.
+number of samples, one included (fixes B10). Every file is written through
+:func:`data_prep.fileio.atomic_write`, so a crash never leaves a half-written result.
 """
 
-import contextlib
 import csv
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,49 +21,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-
-@contextlib.contextmanager
-def atomic_write(path, mode="w", **kwargs):
-    """Open a temporary file beside ``path`` and rename it to ``path`` when the block succeeds.
-
-    Arguments
-    ---------
-    path : str or Path
-        The final file; its folder is created if needed.
-    mode : str
-        ``"w"`` (text, UTF-8) or ``"wb"``.
-    **kwargs
-        Passed to :func:`open` (e.g. ``newline=""`` for CSV).
-
-    Yields
-    ------
-    file
-        The open temporary file. On an exception it is removed and ``path`` is left untouched.
-
-    Example
-    -------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with atomic_write(target) as f:
-    ...     _ = f.write("done")
-    >>> target.read_text()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if "b" not in mode:
-        kwargs.setdefault("encoding", "utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+from data_prep.fileio import atomic_write
 
 
 def _as_list(values):

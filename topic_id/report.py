@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from topic_id.claims import check_claims, claims_section
-from topic_id.metrics import atomic_write, plot_confusion
+from data_prep.fileio import atomic_write
+from topic_id.metrics import plot_confusion
 from topic_id.results import (
     ASR_KEYS,
     DATA,

@@ -16,7 +16,7 @@ from speechbrain.utils.checkpoints import Checkpointer
 
 from topic_id.brains import selection
 from topic_id.errors import ConfigError
-from topic_id.metrics import atomic_write
+from data_prep.fileio import atomic_write
 
 RUN_SPEC = "run.json"
 

@@ -27,6 +27,7 @@ from speechbrain.integrations.huggingface.wav2vec2 import Wav2Vec2 as _SBWav2Vec
 
 from topic_id.encoders import normalize_utterances
 from topic_id.hub import WAV2VEC2, resolve_model
+from topic_id.nnet import absolute_lengths, length_mask
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +124,10 @@ class Wav2Vec2(_SBWav2Vec2):
         tuple
             ``(frames [B, T, D], relative frame lengths [B])``.
         """
-        samples = torch.full((wav.shape[0],), wav.shape[1], device=wav.device)
-        if wav_lens is not None:
-            samples = torch.round(wav_lens * wav.shape[1]).long().clamp(min=1)
-        mask = torch.arange(wav.shape[1], device=wav.device).unsqueeze(0) < samples.unsqueeze(1)
+        if wav_lens is None:
+            wav_lens = torch.ones(wav.shape[0], device=wav.device)
+        samples = absolute_lengths(wav_lens, wav.shape[1])
+        mask = length_mask(wav_lens, wav.shape[1], device=wav.device)
         if self.normalize_wav:
             # Per utterance over its own samples, as Wav2Vec2FeatureExtractor(do_normalize=True).
             real = mask.to(wav.dtype)

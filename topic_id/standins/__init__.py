@@ -19,11 +19,9 @@ The command line (:mod:`topic_id.standins.cli`)::
 """
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
+from data_prep.fileio import replace_dir
 from topic_id.hub import STANDIN_MARKER
 
 
@@ -42,16 +40,8 @@ def standin_settings(folder):
 
 
 def swap_dir(new, target, settings):
-    """Move the finished folder ``new`` to ``target``, replacing an older build (any stand-in)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except OSError:
-        # Another process finished the same build first: keep its result if it matches.
-        if standin_settings(target) != settings:
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Move the finished folder ``new`` to ``target``, replacing an older build (any stand-in).
+
+    Another process that finished the same build first wins, if its settings match.
+    """
+    replace_dir(new, target, keep_existing=lambda folder: standin_settings(folder) == settings)

@@ -10,16 +10,14 @@ import hashlib
 import heapq
 import json
 import logging
-import os
 import shutil
-import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
 
+from data_prep.fileio import atomic_write, temporary_sibling
 from topic_id.hub import STANDIN_MARKER
-from topic_id.metrics import atomic_write
 from topic_id.standins import standin_settings, swap_dir
 
 logger = logging.getLogger(__name__)
@@ -93,7 +91,7 @@ def build_standin(
     if standin_settings(out_dir) == settings:
         logger.info("stand-in text encoder %s is up to date", out_dir)
         return out_dir
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_sibling(out_dir)
     tmp.mkdir(parents=True)
     try:
         vocab = train_wordpiece_vocab(corpus, settings["vocab_size"])

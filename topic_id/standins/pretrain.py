@@ -34,7 +34,6 @@ import csv
 import json
 import logging
 import math
-import os
 import random
 import shutil
 import time
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.fileio import atomic_write
 from topic_id.hub import STANDIN_MARKER
 from topic_id.standins import swap_dir
 from topic_id.standins.pretrain_data import (
@@ -324,8 +324,8 @@ def _train(settings, source, rows, valid, out, work, device, num_workers, resume
                  "batches_done": batches_done, "epochs": epochs, "torch_rng": torch.get_rng_state(),
                  "numpy_rng": np.random.get_state()}
         steps_file.flush()
-        torch.save(state, work / "checkpoint.tmp")
-        os.replace(work / "checkpoint.tmp", work / "checkpoint.pt")
+        with atomic_write(work / "checkpoint.pt", "wb") as f:
+            torch.save(state, f)
 
     try:
         while epoch < settings["epochs"] and step < total:

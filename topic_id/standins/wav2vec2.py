@@ -8,13 +8,12 @@ does, and is named a stand-in wherever it appears. It has no pretraining (that i
 
 import json
 import logging
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import torch
 
+from data_prep.fileio import temporary_sibling
 from topic_id.hub import STANDIN_MARKER
 from topic_id.standins import standin_settings, swap_dir
 
@@ -84,7 +83,7 @@ def build_standin(out_dir, hidden_size=64, num_layers=2, num_heads=4, intermedia
         layerdrop=0.0,
     )
     config.topic_id_standin = True
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_sibling(out_dir)
     tmp.mkdir(parents=True)
     try:
         with torch.random.fork_rng(devices=[]):
