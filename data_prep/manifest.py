@@ -33,7 +33,7 @@ row is untranscribed), ``asr_words`` is filled by ``recipes/transcribe.py``, ``s
 ``transcribed`` or ``untranscribed`` on train rows and empty on dev/test rows. ``asr_words`` holds one
 ASR's text, recorded in ``asr_words.json`` beside the manifests: a system that reads another ASR's
 text (the multi-task system reads its own) gets a copy of the corpus that ASR transcribed
-(``topic_id.pipeline.transcribed_copy``; ``needs`` in recipes/systems.csv), never an extra column."""
+(``transcribed_copy`` of recipes/pipeline.py; ``needs`` in recipes/systems.csv), never an extra column."""
 
 SPLITS = ("train", "dev", "test")
 SUBSETS = ("transcribed", "untranscribed")

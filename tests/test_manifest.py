@@ -7,8 +7,9 @@ import pytest
 import soundfile
 
 from data_prep import manifest
+from data_prep.fileio import atomic_write
 from data_prep.manifest import (
-    COLUMNS, DONE_MARKER, Dropped, PrepError, Row, atomic_write, audio_duration, check_duration,
+    COLUMNS, DONE_MARKER, Dropped, PrepError, Row, audio_duration, check_duration,
     read_manifest, read_topics, start, validate, write_prepared,
 )
 
@@ -110,12 +111,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "a.csv"
     target.write_text("old")
 
-    def boom(f):
+    with pytest.raises(RuntimeError), atomic_write(target, newline="") as f:
         f.write("partial")
         raise RuntimeError("crash")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(target, boom)
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]
 
 
