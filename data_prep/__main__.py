@@ -19,7 +19,7 @@ import argparse
 import logging
 import sys
 
-from data_prep.manifest import MAX_DURATION, PrepError
+from data_prep.manifest import LONG_CHOICES, MAX_DURATION, PrepError
 
 
 def _lp(args):
@@ -31,7 +31,7 @@ def _lp(args):
     prepare_lahjoita_puhetta(args.corpus_dir, args.out_dir, dev_hours=hours["dev"],
                              test_hours=hours["test"], split_lists=args.split_lists,
                              max_duration=args.max_duration, seed=args.seed, force=args.force,
-                             num_workers=args.num_workers)
+                             num_workers=args.num_workers, long=args.long)
 
 
 def _csv(args):
@@ -40,7 +40,7 @@ def _csv(args):
     prepare_csv_corpus(args.metadata_csv, args.out_dir, audio_root=args.audio_root,
                        dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
                        topics=args.topics, max_duration=args.max_duration, seed=args.seed,
-                       force=args.force)
+                       force=args.force, long=args.long)
 
 
 def _folder(args):
@@ -48,7 +48,8 @@ def _folder(args):
 
     prepare_folder_corpus(args.root, args.out_dir, dev_fraction=args.dev_fraction,
                           test_fraction=args.test_fraction, topics=args.topics,
-                          max_duration=args.max_duration, seed=args.seed, force=args.force)
+                          max_duration=args.max_duration, seed=args.seed, force=args.force,
+                          long=args.long)
 
 
 def _demo(args):
@@ -81,7 +82,11 @@ def build_parser():
 
     def max_duration(sub):
         sub.add_argument("--max-duration", type=float, default=MAX_DURATION,
-                         help="drop recordings this long or longer (s; default %(default)s, as in the paper)")
+                         help="the recording length limit (s; default %(default)s, as in the paper)")
+        sub.add_argument("--long", choices=LONG_CHOICES, default="drop",
+                         help="recordings at or over the limit: drop them (default, as in the paper) or "
+                              "cut them at pauses into 16 kHz segments under the limit, which keep the "
+                              "topic, speaker and split but not the transcript")
 
     def splitting(sub):
         sub.add_argument("--dev-fraction", type=float, default=0.1,

@@ -1,8 +1,9 @@
-"""Audio helpers of the preparations: one resampler and one atomic audio writer.
+"""Audio helpers of the preparations: one decoder, one resampler and one atomic audio writer.
 
-The built-in corpus writes its files at several rates and the LP preparation converts every
-recording to 16 kHz; both resample and write here, so a rate change or an interrupted write is
-handled the same way everywhere in ``data_prep``.
+The built-in corpus writes its files at several rates, the LP preparation converts every
+recording to 16 kHz and a long recording is cut into 16 kHz segments (``long_recordings.py``);
+all of them decode, resample and write here, so a rate change or an interrupted write is handled
+the same way everywhere in ``data_prep``.
 
 Example
 -------
@@ -18,10 +19,13 @@ Example
 """
 
 import functools
+from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from data_prep.fileio import atomic_write
+from data_prep.manifest import PrepError
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,3 +79,39 @@ def write_audio(path, signal, sample_rate):
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
     with atomic_write(path, "wb") as f:
         soundfile.write(f, signal, sample_rate, subtype="PCM_16", format=fmt)
+
+
+def decode_mono(path, rate):
+    """Decode an audio file, downmix it and resample it to ``rate``.
+
+    Arguments
+    ---------
+    path : str or Path
+        Audio readable by libsndfile, any rate and channel count.
+    rate : int
+        The sample rate wanted.
+
+    Returns
+    -------
+    tuple
+        ``(signal, reason)``: float32 mono samples and None, or None and why the file cannot be
+        decoded.
+    """
+    try:
+        data, source_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError, ValueError) as err:
+        return None, f"undecodable audio {path} ({err}): re-export it as FLAC or remove it"
+    if data.shape[0] == 0:
+        return None, f"zero-length audio in {path}: re-export or remove it"
+    return resample(data.mean(axis=1), source_rate, rate), None
+
+
+def write_clipped(path, signal, sample_rate):
+    """:func:`write_audio` of a signal clipped to [-1, 1]; a failed write is a :class:`PrepError`.
+
+    Clipped because resampling can overshoot full scale, and PCM conversion would wrap around.
+    """
+    try:
+        write_audio(Path(path), np.clip(signal, -1.0, 1.0), sample_rate)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as err:
+        raise PrepError(f"cannot write {path} ({err}): free disk space or fix permissions") from err

@@ -14,14 +14,17 @@ lie under the output folder) and the training pipeline resamples on the fly. A t
 transcript is ``transcribed``, else ``untranscribed``. Without a ``split`` column, speaker-disjoint
 dev and test sets are drawn (from transcribed rows when the corpus has transcripts, since the text
 systems are scored on them). ``topics.txt`` is the sorted set of topics of the kept rows, or the
-order of a given topics file.
+order of a given topics file. A recording of ``max_duration`` or more is dropped, or with
+``long="segment"`` cut into 16 kHz segments under ``OUT_DIR/segments/``
+(:mod:`data_prep.long_recordings`).
 """
 
 import logging
 import re
 from pathlib import Path
 
-from data_prep.intake import COLUMN_ALIASES, Intake, check_audio, check_row, read_metadata, wav_entry
+from data_prep.intake import COLUMN_ALIASES, Intake, check_row, read_metadata, wav_entry
+from data_prep.long_recordings import cut_recording, explain_given_up, replace_by_segments, summary_entries
 from data_prep.manifest import MAX_DURATION, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import finish_splits, given_splits, hold_out_speakers, require_eval_text
 from data_prep.text_norm import normalize_transcript, read_transcript
@@ -34,7 +37,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1, test_fraction=0.1,
-                       topics=None, max_duration=MAX_DURATION, seed=1, force=False):
+                       topics=None, max_duration=MAX_DURATION, seed=1, force=False, long="drop"):
     """Prepare a corpus described by a metadata CSV.
 
     Arguments
@@ -50,18 +53,21 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     topics : str or Path, optional
         A file with one topic per line: the label order; rows with other topics are dropped.
     max_duration : float
-        Recordings this long or longer are dropped.
+        Recordings this long or longer are dropped, or cut (``long``).
     seed : int
         Seed of the speaker draw.
     force : bool
         Rebuild a finished preparation.
+    long : str
+        ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
+        more into shorter segments instead (:mod:`data_prep.long_recordings`).
 
     Returns
     -------
     dict
         ``{split: Path}`` of the manifests.
     """
-    out_dir = Path(out_dir)
+    out_dir, intake = Path(out_dir), Intake(long)
     records = read_metadata(metadata_csv, REQUIRED_COLUMNS, checked=REQUIRED_COLUMNS + OPTIONAL_COLUMNS,
                             aliases=COLUMN_ALIASES)
     if not start(out_dir, force):
@@ -70,18 +76,18 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     given = bool(records) and any(values and "split" in values for _, values in records)
     extra = {"corpus": "csv", "metadata_csv": str(Path(metadata_csv).resolve()), "audio_root": str(root)}
     return _prepare(records, root, out_dir, given, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra)
+                    seed, extra, intake)
 
 
 def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, topics=None,
-                          max_duration=MAX_DURATION, seed=1, force=False):
+                          max_duration=MAX_DURATION, seed=1, force=False, long="drop"):
     """Prepare a corpus laid out as ``ROOT/<topic>/[<speaker>/]*.{wav,flac}``.
 
     Arguments
     ---------
     root : str or Path
         The corpus folder: one sub-folder per topic.
-    out_dir, dev_fraction, test_fraction, topics, max_duration, seed, force
+    out_dir, dev_fraction, test_fraction, topics, max_duration, seed, force, long
         As in :func:`prepare_csv_corpus`.
 
     Returns
@@ -89,7 +95,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
     dict
         ``{split: Path}`` of the manifests.
     """
-    out_dir, root = Path(out_dir), Path(root)
+    out_dir, root, intake = Path(out_dir), Path(root), Intake(long)
     records = []
     topic_dirs = root.iterdir() if root.is_dir() else []
     for topic_dir in sorted(p for p in topic_dirs if p.is_dir() and not p.name.startswith(".")):
@@ -107,7 +113,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
         return manifest_paths(out_dir)
     extra = {"corpus": "folder", "root": str(root.resolve())}
     return _prepare(records, root, out_dir, False, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra)
+                    seed, extra, intake)
 
 
 def _derive_id(path, root):
@@ -140,7 +146,7 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
     rec_id = values.get("id") or _derive_id(path, root)
     # The ID is claimed by the first row that is otherwise valid, so a broken row cannot shadow it.
     reason = intake.claim_id(rec_id, source)
-    duration, reason = (None, reason) if reason else check_audio(path, max_duration)
+    duration, reason = (None, reason) if reason else intake.check_audio(rec_id, path, max_duration)
     if reason:
         return reason
     words, raw = "", values.get("transcript", "")
@@ -155,14 +161,14 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
                        "(fix the transcript to use it as transcribed)", source)
         intake.counts["empty_transcripts"] += 1
     row = Row(ID=rec_id, wav=wav_entry(path, out_dir), duration=duration, topic=values["topic"],
-              words=words, speaker=values.get("speaker", ""))
+              words=intake.transcript(rec_id, words), speaker=values.get("speaker", ""))
     return row, split
 
 
-def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra):
+def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra, intake):
     """Check the records, split them and write the prepared corpus."""
     allowed = _read_topics(topics_file) if topics_file else None
-    intake, rows, split_of = Intake(), [], {}
+    rows, split_of = [], {}
     for source, values in records:
         intake.add()
         result = _intake_row(source, values, root, out_dir, allowed, max_duration, intake)
@@ -183,15 +189,18 @@ def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration
         targets = {"dev": fractions[0] * total, "test": fractions[1] * total}
         eligible = (lambda r: bool(r.words)) if has_text else None
         splits, left_out = hold_out_speakers(rows, targets, seed, eligible=eligible)
-        intake.drop_rows(left_out)
+        intake.drop_rows(explain_given_up(left_out, intake))
     splits, untranscribed = require_eval_text(splits, has_text)
-    intake.drop_rows(untranscribed)
-    splits = finish_splits(splits)
+    intake.drop_rows(explain_given_up(untranscribed, intake))
+    # Cut after the splits are settled, so that all segments of a recording land in its split.
+    cut = {r.ID: cut_recording(intake.long[r.ID], out_dir / "segments", r.ID, max_duration)
+           for rs in splits.values() for r in rs if r.ID in intake.long}
+    splits = finish_splits(replace_by_segments(splits, cut, intake, out_dir))
     topics = allowed or sorted({r.topic for rs in splits.values() for r in rs})
     missing = [t for t in topics if not any(r.topic == t for r in splits["train"])]
     if missing:
         logger.warning("topics without training rows (their classes cannot be learned): %s",
                        ", ".join(missing))
     extra.update(seed=seed, max_duration=max_duration, given_splits=given,
-                 empty_transcripts=intake.counts["empty_transcripts"])
-    return write_prepared(out_dir, splits, topics, intake.dropped, intake.n_input, extra)
+                 empty_transcripts=intake.counts["empty_transcripts"], **summary_entries(intake))
+    return write_prepared(out_dir, splits, topics, intake.dropped, intake.n_input, extra, intake.segmented)

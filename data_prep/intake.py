@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from data_prep.manifest import Dropped, PrepError, audio_duration, check_duration
+from data_prep.manifest import LONG_CHOICES, Dropped, PrepError, Segmented, audio_duration, check_duration
 
 logger = logging.getLogger(__name__)
 
@@ -152,14 +152,6 @@ def check_row(values, allowed=None):
     return split, None
 
 
-def check_audio(path, max_duration):
-    """Measure an audio file; return ``(duration, reason)`` with a reason to drop it, or None."""
-    duration, reason = audio_duration(path)
-    if reason is None:
-        reason = check_duration(duration, path, max_duration)
-    return duration, reason
-
-
 def wav_entry(path, out_dir):
     """The manifest ``wav`` value of a file: ``$data_root``-relative when under ``out_dir``.
 
@@ -174,13 +166,28 @@ def wav_entry(path, out_dir):
 
 
 class Intake:
-    """The accounting of input rows: counts them and collects the dropped ones with reasons."""
+    """The accounting of input rows: counts them and collects the dropped ones with reasons.
 
-    def __init__(self):
+    Arguments
+    ---------
+    long : str
+        What becomes of a recording over the duration limit: ``"drop"`` (the paper's choice) or
+        ``"segment"`` (cut into segments, see :mod:`data_prep.long_recordings`).
+    """
+
+    def __init__(self, long="drop"):
+        if long not in LONG_CHOICES:
+            raise PrepError(f"unknown choice for long recordings {long!r}: use {' or '.join(LONG_CHOICES)}")
         self.n_input = 0
         self.dropped = []
         self.counts = Counter()
         """Notable kept rows by kind (e.g. ``empty_transcripts``), for ``summary.json``."""
+        self.segmented = [] if long == "segment" else None
+        """The :class:`~data_prep.manifest.Segmented` recordings; None when they are dropped."""
+        self.long = {}
+        """``{ID: audio path}`` of the recordings over the limit that are to be cut."""
+        self.given_up = set()
+        """IDs of the recordings to be cut whose manual transcript was given up."""
         self._source = {}
 
     @property
@@ -204,6 +211,40 @@ class Intake:
         """Record ``(row, reason)`` pairs taken out after they were accepted."""
         for row, reason in pairs:
             self.drop_row(row, reason)
+
+    def check_audio(self, rec_id, path, max_duration):
+        """Measure a row's audio; return ``(duration, reason)`` with a reason to drop it, or None.
+
+        A recording of ``max_duration`` or more is dropped, or, when segmenting, marked to be cut
+        (:attr:`long`).
+        """
+        duration, reason = audio_duration(path)
+        if reason is None and self.segmented is not None and duration >= max_duration:
+            self.long[rec_id] = Path(path)
+        elif reason is None:
+            reason = check_duration(duration, path, max_duration)
+        return duration, reason
+
+    def transcript(self, rec_id, words):
+        """The words a kept row keeps: none for a recording to be cut, since a transcript cannot
+        be aligned to its segments (see :mod:`data_prep.long_recordings`)."""
+        if rec_id in self.long and words:
+            self.given_up.add(rec_id)
+            return ""
+        return words
+
+    def record_segments(self, row, seg_ids):
+        """Account for a row cut into segments; return the reason to drop it instead, or None.
+
+        The segment IDs are claimed like input IDs, so a segment never takes an ID in use.
+        """
+        source = self._source[row.ID]
+        for seg_id in seg_ids:
+            reason = self.claim_id(seg_id, source)
+            if reason is not None:
+                return f"recording {row.ID!r} is cut into segments, but a segment has a {reason}"
+        self.segmented.append(Segmented(source, row.ID, len(seg_ids)))
+        return None
 
     def claim_id(self, rec_id, source, filename=False):
         """Reserve an ID; return the reason to drop the row (empty, unsafe, duplicate) or None.

@@ -10,7 +10,8 @@ Layout read (original_recipes.md §5.1)::
 
 The 10 themes become the paper's 8 topics through :mod:`data_prep.topics` (Sec. II). Audio of any
 rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (fixes
-B3), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more are dropped (Sec. II).
+B3), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more are dropped (Sec. II),
+or with ``long="segment"`` cut into segments there (:mod:`data_prep.long_recordings`).
 The speaker is the client id, the prefix of ``recordingId`` before the first ``_``. Dev and test are
 speaker-disjoint and drawn from recordings with a manual transcript, which the text systems need
 for scoring, or taken from user-given lists; train keeps ``transcribed`` and ``untranscribed`` rows.
@@ -27,12 +28,12 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import soundfile
 
-from data_prep.audio import resample, write_audio
+from data_prep.audio import decode_mono, write_clipped
 from data_prep.fileio import is_leftover
-from data_prep.intake import Intake, check_audio, read_metadata
+from data_prep.intake import Intake, read_metadata
+from data_prep.long_recordings import cut_recording, explain_given_up, replace_by_segments, summary_entries
 from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import (
     PRECEDENCE, finish_splits, hold_out_speakers, read_split_lists, require_eval_text,
@@ -104,19 +105,10 @@ def convert_audio(src, dst, reuse=True):
     src, dst = Path(src), Path(dst)
     if reuse and dst.is_file() and dst.stat().st_mtime >= src.stat().st_mtime:
         return soundfile.info(str(dst)).duration, None
-    try:
-        data, rate = soundfile.read(str(src), dtype="float32", always_2d=True)
-    except (RuntimeError, soundfile.LibsndfileError, ValueError) as err:
-        return None, f"undecodable audio {src} ({err}): re-export it as FLAC or remove it"
-    if data.shape[0] == 0:
-        return None, f"zero-length audio in {src}: re-export or remove it"
-    mono = resample(data.mean(axis=1), rate, SAMPLE_RATE)
-    try:
-        # Clip: resampling can overshoot full scale, and PCM conversion would wrap around.
-        write_audio(dst, np.clip(mono, -1.0, 1.0), SAMPLE_RATE)
-    except (OSError, RuntimeError, soundfile.LibsndfileError) as err:
-        raise PrepError(f"cannot write {dst} ({err}): free disk space or fix permissions") from err
-    return len(mono) / SAMPLE_RATE, None
+    mono, reason = decode_mono(src, SAMPLE_RATE)
+    if reason is None:
+        write_clipped(dst, mono, SAMPLE_RATE)
+    return (None, reason) if reason else (len(mono) / SAMPLE_RATE, None)
 
 
 def _find_audio(part, rec_id):
@@ -147,7 +139,7 @@ def _read_part(part, meta, intake, max_duration):
         audio = _find_audio(part, rec_id)
         duration = None
         if reason is None:
-            duration, reason = check_audio(audio, max_duration)
+            duration, reason = intake.check_audio(rec_id, audio, max_duration)
         words = ""
         if reason is None and rec_id in annotations:
             words, reason = read_transcript(annotations[rec_id])
@@ -159,7 +151,7 @@ def _read_part(part, meta, intake, max_duration):
             intake.drop(source, reason)
             continue
         row = Row(ID=rec_id, wav=f"$data_root/audio/{rec_id}.flac", duration=duration, topic=topic,
-                  words=words, speaker=rec_id.split("_")[0])
+                  words=intake.transcript(rec_id, words), speaker=rec_id.split("_")[0])
         usable.append((row, audio))
     return usable
 
@@ -169,7 +161,7 @@ def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
     if split_lists is None:
         targets = {"dev": dev_hours * 3600.0, "test": test_hours * 3600.0}
         splits, left_out = hold_out_speakers(rows, targets, seed, eligible=lambda r: bool(r.words))
-        intake.drop_rows(left_out)
+        intake.drop_rows(explain_given_up(left_out, intake))
         return splits
     lists = read_split_lists(split_lists)
     unknown = set().union(*lists.values()) - intake.ids
@@ -185,35 +177,48 @@ def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
             splits[split or "train"].append(row)
     splits, conflicts = resolve_speaker_conflicts(splits)
     splits, untranscribed = require_eval_text(splits, has_text=True)
-    intake.drop_rows(conflicts + untranscribed)
+    intake.drop_rows(conflicts + explain_given_up(untranscribed, intake))
     return splits
 
 
-def _convert(splits, source_audio, audio_dir, force, num_workers, intake):
-    """Convert the audio of every kept row; drop the rows whose audio cannot be decoded."""
+def _convert_one(src, dst, reuse, limit):
+    """:func:`convert_audio`, or with a ``limit`` (a recording to be cut) :func:`cut_recording`
+    into segments beside ``dst``; one function, so that one pool runs both kinds of job."""
+    if limit is None:
+        return convert_audio(src, dst, reuse)
+    return cut_recording(src, dst.parent, dst.stem, limit)
+
+
+def _convert(splits, source_audio, audio_dir, force, num_workers, intake, max_duration):
+    """Convert the audio of every kept row, cutting the long ones (:attr:`Intake.long`) into
+    segments; drop the rows whose audio cannot be decoded."""
     audio_dir.mkdir(exist_ok=True)
     for leftover in filter(is_leftover, audio_dir.iterdir()):
         leftover.unlink()
     rows = [row for split_rows in splits.values() for row in split_rows]
-    jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force) for r in rows]
+    jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force,
+             max_duration if r.ID in intake.long else None) for r in rows]
     if num_workers > 1 and jobs:
         # spawn, not fork: a fork of a process whose torch thread pool has run can deadlock.
         with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(convert_audio, *zip(*jobs), chunksize=16))
+            results = list(pool.map(_convert_one, *zip(*jobs), chunksize=16))
     else:
-        results = [convert_audio(*job) for job in jobs]
-    failed = set()
+        results = [_convert_one(*job) for job in jobs]
+    failed, cut = set(), {}
     for row, (duration, reason) in zip(rows, results):
-        if reason is None:
+        if row.ID in intake.long:
+            cut[row.ID] = duration, reason
+        elif reason is None:
             row.duration = duration
         else:
             intake.drop_row(row, reason)
             failed.add(row.ID)
-    return finish_splits({s: [r for r in rs if r.ID not in failed] for s, rs in splits.items()})
+    splits = {s: [r for r in rs if r.ID not in failed] for s, rs in splits.items()}
+    return finish_splits(replace_by_segments(splits, cut, intake, audio_dir.parent))
 
 
 def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0, split_lists=None,
-                             max_duration=MAX_DURATION, seed=1, force=False, num_workers=1):
+                             max_duration=MAX_DURATION, seed=1, force=False, num_workers=1, long="drop"):
     """Prepare LP into ``train.csv dev.csv test.csv topics.txt dropped.csv summary.json``.
 
     Arguments
@@ -227,13 +232,16 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
     split_lists : str or Path, optional
         A folder with ``dev.txt``, ``test.txt`` and optionally ``train.txt`` of recording ids.
     max_duration : float
-        Recordings this long or longer are dropped (paper Sec. II: 50 s).
+        Recordings this long or longer are dropped (paper Sec. II: 50 s), or cut (``long``).
     seed : int
         Seed of the speaker draw.
     force : bool
         Rebuild a finished preparation.
     num_workers : int
         Processes converting audio.
+    long : str
+        ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
+        more into shorter segments instead (:mod:`data_prep.long_recordings`).
 
     Returns
     -------
@@ -244,17 +252,18 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
     parts = find_parts(corpus_dir)
     if split_lists is not None:
         read_split_lists(split_lists)  # fail before the long part, not after it
+    intake = Intake(long)
     if not start(out_dir, force):
         return manifest_paths(out_dir)
-    intake = Intake()
     usable = [item for part, meta in parts for item in _read_part(part, meta, intake, max_duration)]
     source_audio = {row.ID: audio for row, audio in usable}
     splits = _split([row for row, _ in usable], intake, dev_hours, test_hours, split_lists, seed)
 
-    splits = _convert(splits, source_audio, out_dir / "audio", force, num_workers, intake)
+    splits = _convert(splits, source_audio, out_dir / "audio", force, num_workers, intake, max_duration)
     extra = {"corpus": "lahjoita_puhetta", "corpus_dir": str(Path(corpus_dir).resolve()),
              "parts": [part.name for part, _ in parts], "sample_rate": SAMPLE_RATE, "seed": seed,
              "dev_hours": dev_hours, "test_hours": test_hours, "max_duration": max_duration,
              "split_lists": str(split_lists) if split_lists else None,
-             "empty_transcripts": intake.counts["empty_transcripts"]}
-    return write_prepared(out_dir, splits, list(TOPICS), intake.dropped, intake.n_input, extra)
+             "empty_transcripts": intake.counts["empty_transcripts"], **summary_entries(intake)}
+    return write_prepared(out_dir, splits, list(TOPICS), intake.dropped, intake.n_input, extra,
+                          intake.segmented)

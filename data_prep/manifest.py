@@ -2,7 +2,9 @@
 
 A prepared corpus is a folder with ``train.csv dev.csv test.csv topics.txt dropped.csv
 summary.json``. The CSV columns are :data:`COLUMNS`; every input row of a corpus ends up either in a
-split manifest or in ``dropped.csv`` with a reason, so ``kept + dropped == input`` always.
+split manifest or in ``dropped.csv`` with a reason, so ``kept + dropped == input`` always; where
+recordings over the duration limit are cut into segments (:mod:`data_prep.long_recordings`), a cut
+recording is a third outcome, and ``kept_whole + segmented + dropped == input``.
 ``summary.json`` is written last and marks a finished preparation: a rerun over a finished folder
 skips, a folder without it (an interrupted run) is rebuilt. Every file is written to a temporary
 name and renamed, so a crash never leaves a half-written manifest.
@@ -44,7 +46,11 @@ CANNOT_TRAIN = "cannot_train"
 """The ``summary.json`` entry of a preparation whose kept rows cannot train a classifier: the
 problems. Absent from a usable preparation."""
 MAX_DURATION = 50.0
-"""Recordings of this many seconds or more are dropped (paper Sec. II; original_recipes.md §5.1)."""
+"""Recordings of this many seconds or more are dropped (paper Sec. II; original_recipes.md §5.1),
+or cut into shorter segments (``--long segment``)."""
+LONG_CHOICES = ("drop", "segment")
+"""What a preparation does with a recording of ``max_duration`` or more: drop it (the paper's
+choice, the default) or cut it into segments (:mod:`data_prep.long_recordings`)."""
 
 
 class PrepError(Exception):
@@ -71,6 +77,41 @@ class Dropped:
 
     source: str
     reason: str
+
+
+@dataclass
+class Segmented:
+    """One input row whose recording was cut into segments, each a manifest row."""
+
+    source: str
+    ID: str
+    segments: int
+
+
+def accounted_rows(kept, dropped, segmented=None):
+    """How many input rows the outcome of a preparation accounts for.
+
+    Arguments
+    ---------
+    kept : int
+        Manifest rows.
+    dropped : list of Dropped
+        Input rows not kept.
+    segmented : list of Segmented, optional
+        Input rows cut into segments (their segments are among the ``kept`` rows).
+
+    Returns
+    -------
+    int
+        Rows kept whole, cut or dropped: equal to the input rows when every one is accounted for.
+
+    Example
+    -------
+    >>> accounted_rows(5, [Dropped("x", "why")], [Segmented("y", "y", 3)])
+    4
+    """
+    segmented = segmented or []
+    return kept - sum(s.segments for s in segmented) + len(segmented) + len(dropped)
 
 
 def audio_duration(path):
@@ -212,8 +253,13 @@ def _cannot_train_message(problems, out_dir, kept, dropped, n_input):
     )
 
 
-def summarize(splits, topics, dropped, n_input, extra=None):
-    """Counts and hours per split x topic x subset, plus the accounting of input rows."""
+def summarize(splits, topics, dropped, n_input, extra=None, segmented=None):
+    """Counts and hours per split x topic x subset, plus the accounting of input rows.
+
+    With ``segmented`` (a list, possibly empty, when long recordings are cut rather than
+    dropped) the accounting also has ``segmented``, ``segment_rows``, ``kept_whole`` and
+    ``segmented_recordings``; without it the summary is what it was before segmenting existed.
+    """
     table = {}
     for split, rows in splits.items():
         per_topic = {t: {"count": 0, "hours": 0.0} for t in topics}
@@ -241,11 +287,15 @@ def summarize(splits, topics, dropped, n_input, extra=None):
         "input_rows": n_input,
         "kept": kept,
         "dropped": len(dropped),
-        "accounted": kept + len(dropped) == n_input,
+        "accounted": accounted_rows(kept, dropped, segmented) == n_input,
         "dropped_by_first_word": dict(sorted(reasons.items())),
         "topics": list(topics),
         "splits": table,
     }
+    if segmented is not None:
+        segment_rows = sum(s.segments for s in segmented)
+        summary.update(segmented=len(segmented), segment_rows=segment_rows,
+                       kept_whole=kept - segment_rows, segmented_recordings=[asdict(s) for s in segmented])
     if extra:
         summary.update(extra)
     return summary
@@ -338,7 +388,7 @@ def _fmt(value):
     return f"{value:.3f}" if isinstance(value, float) else value
 
 
-def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None):
+def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None, segmented=None):
     """Validate and write a whole prepared corpus: the shared end of every preparation.
 
     When the rows are valid but cannot train a classifier (:func:`trainability_problems`),
@@ -356,9 +406,13 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
     dropped : list of Dropped
         Input rows not kept, with reasons.
     n_input : int
-        Number of input rows; must equal kept + dropped.
+        Number of input rows; must equal kept + dropped (kept whole + segmented + dropped when
+        recordings are cut).
     extra_summary : dict, optional
         More entries for ``summary.json``.
+    segmented : list of Segmented, optional
+        Input rows cut into segments, when long recordings are cut rather than dropped (see
+        :func:`summarize`).
 
     Returns
     -------
@@ -376,8 +430,10 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
         topics = sorted({r.topic for rows in splits.values() for r in rows})
     problems = validate(splits, topics)
     kept = sum(len(rows) for rows in splits.values())
-    if kept + len(dropped) != n_input:
-        problems.append(f"{n_input} input rows but {kept} kept + {len(dropped)} dropped")
+    if accounted_rows(kept, dropped, segmented) != n_input:
+        cut = (f" ({len(segmented)} recordings cut into {sum(x.segments for x in segmented)} of the kept "
+               "rows)" if segmented else "")
+        problems.append(f"{n_input} input rows but {kept} kept{cut} + {len(dropped)} dropped")
     if problems:
         raise PrepError("manifest validation failed:\n  " + "\n  ".join(problems))
     paths = manifest_paths(out_dir)
@@ -386,7 +442,7 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
     with atomic_write(out_dir / "topics.txt", newline="") as f:
         f.write("".join(t + "\n" for t in topics))
     write_csv(out_dir / "dropped.csv", DROPPED_COLUMNS, [asdict(d) for d in dropped])
-    summary = summarize(splits, topics, dropped, n_input, extra_summary)
+    summary = summarize(splits, topics, dropped, n_input, extra_summary, segmented)
     unusable = trainability_problems(splits)
     if unusable:
         summary[CANNOT_TRAIN] = unusable
@@ -397,6 +453,9 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
         logger.warning("dropped %s: %s", d.source, d.reason)
     if unusable:
         raise PrepError(_cannot_train_message(unusable, out_dir, kept, dropped, n_input))
+    if segmented:
+        logger.info("cut %d recordings over the duration limit into %d segments", len(segmented),
+                    sum(s.segments for s in segmented))
     logger.info("prepared %s: %d kept, %d dropped of %d input rows", out_dir, kept, len(dropped), n_input)
     return paths
 

@@ -1,0 +1,265 @@
+"""Recordings longer than the duration limit: dropped, as in the paper, or cut into segments.
+
+The paper keeps LP recordings shorter than 50 s (:data:`data_prep.manifest.MAX_DURATION`) and
+drops the others; that stays the default (``--long drop``). With ``--long segment`` the ``lp``,
+``csv`` and ``folder`` preparations cut such a recording into segments shorter than the limit
+instead, each written as its own 16 kHz FLAC file (``OUT_DIR/audio/`` for LP, ``OUT_DIR/segments/``
+otherwise) with the ID ``<ID>-seg<k>`` (``k`` from 1, zero-padded to at least two digits and to
+the same width within a recording, so that IDs sort in time order) and the recording's topic,
+speaker and split.
+
+**Where to cut** (:func:`find_cuts`): short-time energy over 25 ms frames every 10 ms; a pause
+is a run of at least :data:`MIN_PAUSE` seconds of frames quieter than the recording's 10th
+percentile of frame energy plus the larger of 6 dB and a quarter of its dynamic range (a
+recording with less than 10 dB of range has no pauses). Each segment ends in the middle of the
+latest pause that keeps it shorter than the limit and at least :data:`MIN_SEGMENT` long, so a
+segment is as long as the limit allows and words are not cut; without such a pause the cut is
+hard, 1 ms before the limit (so that the manifest's 3-decimal duration is below it too).
+
+**Transcripts**: a manual transcript says which words a recording holds, not when they are
+said. Spreading its words over the segments in proportion to their durations would be a guess
+that puts words into segments that do not say them, so the segments of a transcribed recording
+are untranscribed; ``summary.json`` counts these recordings as ``transcripts_given_up``. (LP
+delivers word alignments, ``alignments/manual_*/<ID>.TextGrid``, which could place the words;
+they are not read yet.)
+
+**Splits**: whether a recording will be cut, and so loses its transcript, is settled when it is
+read, and it is cut only after the splits are drawn or taken from the input; the speaker-disjoint
+draw and the given splits therefore see one recording as one unit, and all its segments land in
+its split.
+
+**Accounting**: a cut recording is neither kept whole nor dropped: ``summary.json`` has
+``segmented`` (recordings cut), ``segment_rows`` (their rows in the manifests), ``kept_whole``
+and ``segmented_recordings`` (source, ID and number of segments of each), and
+``kept_whole + segmented + dropped == input_rows``.
+"""
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.audio import decode_mono, write_clipped
+from data_prep.intake import wav_entry
+from data_prep.manifest import Row
+SAMPLE_RATE = 16000
+"""The rate of every segment file."""
+FRAME, HOP = 0.025, 0.010
+"""Seconds of an energy frame and between frames."""
+MIN_PAUSE = 0.3
+"""Seconds of quiet that make a pause: longer than the gaps between most words, shorter than
+the pause between sentences."""
+MIN_SEGMENT = 1.0
+"""Seconds a segment lasts at least when it ends at a pause."""
+MIN_RANGE = 10.0
+"""dB between the quiet and loud frames below which a recording is taken to have no pauses."""
+
+
+def frame_energy_db(signal, rate):
+    """Short-time energy, in dB, of :data:`FRAME`-long frames every :data:`HOP` seconds.
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per frame; frame ``i`` starts at sample ``i * round(HOP * rate)``.
+    """
+    size, step = max(1, round(FRAME * rate)), max(1, round(HOP * rate))
+    # Cumulative sums: the energy of every frame without materialising the frames.
+    power = np.concatenate(([0.0], np.cumsum(np.square(signal, dtype=np.float64))))
+    starts = np.arange(0, max(1, len(signal) - size + 1), step)
+    ends = np.minimum(starts + size, len(signal))
+    return 10.0 * np.log10((power[ends] - power[starts]) / np.maximum(ends - starts, 1) + 1e-10)
+
+
+def find_pauses(signal, rate, min_pause=MIN_PAUSE):
+    """The pauses of a recording as ``(start, end)`` sample spans (see the module docstring).
+
+    Example
+    -------
+    >>> rate = 1000
+    >>> tone = 0.5 * np.sin(np.arange(2 * rate))
+    >>> signal = np.concatenate([tone, np.zeros(rate), tone])
+    >>> [(round(s / rate, 2), round(e / rate, 2)) for s, e in find_pauses(signal, rate)]
+    [(2.0, 3.0)]
+    """
+    db = frame_energy_db(signal, rate)
+    floor, peak = np.percentile(db, [10, 99])
+    if peak - floor < MIN_RANGE:
+        return []
+    quiet = (db < floor + max(6.0, (peak - floor) / 4)).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], quiet, [0])))
+    size, step = max(1, round(FRAME * rate)), max(1, round(HOP * rate))
+    return [(a * step, min((b - 1) * step + size, len(signal)))
+            for a, b in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist())
+            if (b - a - 1) * step + size >= min_pause * rate]
+
+
+def find_cuts(signal, rate, limit, min_pause=MIN_PAUSE):
+    """Where to cut a recording so that every segment is shorter than ``limit`` seconds.
+
+    Arguments
+    ---------
+    signal : numpy.ndarray
+        Mono samples.
+    rate : int
+        Their rate.
+    limit : float
+        Seconds every segment must stay below.
+    min_pause : float
+        Seconds of quiet that make a pause.
+
+    Returns
+    -------
+    list of int
+        Segment boundaries in samples: ``0``, the cuts, ``len(signal)``.
+
+    Example
+    -------
+    Tone, a 1 s pause, tone, a 1 s pause, tone; under a 6 s limit the cuts fall in the pauses:
+
+    >>> rate = 1000
+    >>> tone, pause = 0.5 * np.sin(np.arange(4 * rate)), np.zeros(rate)
+    >>> signal = np.concatenate([tone, pause, tone, pause, tone[:2 * rate]])
+    >>> [round(b / rate, 1) for b in find_cuts(signal, rate, 6.0)]
+    [0.0, 4.5, 9.5, 12.0]
+
+    Without pauses the cuts are hard, just under the limit:
+
+    >>> [b / rate for b in find_cuts(np.zeros(12 * rate), rate, 6.0)]
+    [0.0, 5.999, 11.998, 12.0]
+    """
+    longest = round((limit - 0.001) * rate)
+    shortest = round(min(MIN_SEGMENT, limit / 2) * rate)
+    pauses = find_pauses(signal, rate, min_pause)
+    bounds = [0]
+    while len(signal) - bounds[-1] > longest:
+        low, high = bounds[-1] + shortest, bounds[-1] + longest
+        cut = high
+        for start, end in reversed(pauses):
+            start, end = max(start, low), min(end, high)
+            if start < end:
+                cut = (start + end) // 2
+                break
+        bounds.append(cut)
+    bounds.append(len(signal))
+    return bounds
+
+
+def segment_ids(rec_id, n):
+    """The IDs of the ``n`` segments of a recording, in time order.
+
+    >>> segment_ids("clt0012345_rec0003", 3)
+    ['clt0012345_rec0003-seg01', 'clt0012345_rec0003-seg02', 'clt0012345_rec0003-seg03']
+    >>> segment_ids("a", 120)[-1]
+    'a-seg120'
+    """
+    width = max(2, len(str(n)))
+    return [f"{rec_id}-seg{k:0{width}d}" for k in range(1, n + 1)]
+
+
+def file_stem(seg_id):
+    """A file name for a segment ID: the ID itself where it is a safe name, else a safe form of it
+    with a hash of the ID, so that two IDs that differ only in unsafe characters stay apart.
+
+    >>> file_stem("clt1_rec2-seg01"), file_stem("my rec/1-seg01")
+    ('clt1_rec2-seg01', 'my_rec_1-seg01-6c5df4f3')
+    """
+    safe = re.sub(r"[^\w.-]+", "_", seg_id).lstrip(".")
+    if safe == seg_id:
+        return safe
+    return f"{safe}-{hashlib.sha1(seg_id.encode('utf-8')).hexdigest()[:8]}"
+
+
+def cut_recording(src, folder, rec_id, limit):
+    """Decode a recording, cut it at pauses and write each segment as a 16 kHz FLAC file.
+
+    Arguments
+    ---------
+    src : str or Path
+        The recording, any rate and channel count.
+    folder : str or Path
+        Where the segment files go.
+    rec_id : str
+        The recording's ID, which the segment IDs extend.
+    limit : float
+        Seconds every segment must stay below.
+
+    Returns
+    -------
+    tuple
+        ``(pieces, reason)``: ``[(segment ID, path, seconds)]`` and None, or None and why the
+        recording cannot be decoded.
+
+    Raises
+    ------
+    PrepError
+        When a segment cannot be written.
+    """
+    signal, reason = decode_mono(src, SAMPLE_RATE)
+    if reason is not None:
+        return None, reason
+    bounds = find_cuts(signal, SAMPLE_RATE, limit)
+    pieces = []
+    for seg_id, start, end in zip(segment_ids(rec_id, len(bounds) - 1), bounds, bounds[1:]):
+        path = Path(folder) / f"{file_stem(seg_id)}.flac"
+        write_clipped(path, signal[start:end], SAMPLE_RATE)
+        pieces.append((seg_id, path, (end - start) / SAMPLE_RATE))
+    return pieces, None
+
+
+def replace_by_segments(splits, results, intake, out_dir):
+    """Put the segments of every cut recording in its place, in its split.
+
+    Arguments
+    ---------
+    splits : dict
+        ``{split: [Row]}``; the rows of :attr:`Intake.long <data_prep.intake.Intake.long>` are
+        replaced.
+    results : dict
+        ``{ID: (pieces, reason)}`` of :func:`cut_recording` for each of those rows; a row with a
+        reason is dropped with it.
+    intake : data_prep.intake.Intake
+        The accounting: records each cut recording, and claims its segment IDs.
+    out_dir : Path
+        The prepared folder (segment paths under it are ``$data_root``-relative).
+
+    Returns
+    -------
+    dict
+        ``{split: [Row]}`` with segment rows instead of the cut recordings.
+    """
+    out = {}
+    for split, rows in splits.items():
+        out[split] = []
+        for row in rows:
+            if row.ID not in intake.long:
+                out[split].append(row)
+                continue
+            pieces, reason = results[row.ID]
+            reason = reason or intake.record_segments(row, [seg_id for seg_id, _, _ in pieces])
+            if reason is not None:
+                for _, path, _ in pieces or ():
+                    path.unlink(missing_ok=True)
+                intake.drop_row(row, reason)
+                continue
+            out[split] += [Row(ID=seg_id, wav=wav_entry(path, out_dir), duration=seconds,
+                               topic=row.topic, speaker=row.speaker)
+                           for seg_id, path, seconds in pieces]
+    return out
+
+
+def explain_given_up(pairs, intake):
+    """Say, in the reason of a row dropped for lacking a transcript, that it had one until it was
+    marked to be cut (the reason is otherwise unchanged)."""
+    note = (" (its manual transcript was given up because the recording is over the duration "
+            "limit and is cut into segments, which a transcript cannot be aligned to)")
+    return [(row, reason + note if row.ID in intake.given_up else reason) for row, reason in pairs]
+
+
+def summary_entries(intake):
+    """The ``summary.json`` entries of the long-recording choice: none for the default drop."""
+    if intake.segmented is None:
+        return {}
+    return {"long": "segment",
+            "transcripts_given_up": sum(s.ID in intake.given_up for s in intake.segmented)}
