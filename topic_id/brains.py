@@ -110,8 +110,15 @@ class TopicBrain(sb.Brain):
         feats = self.modules.normalize(feats, lens, epoch=epoch)
         return feats, lens
 
+    # Set by inference (topic_id.inference) to a topic_id.chunking.LongInput: at the TEST stage,
+    # recordings longer than its chunk are encoded in chunks. Training and train.py's evaluation
+    # leave it unset and always encode in one pass.
+    long_input = None
+
     def audio_embedding(self, batch, stage):
         """Encoder output pooled over real frames only (B5) -> [B, D]."""
+        if stage == sb.Stage.TEST and self.long_input is not None:
+            return self.long_input.embed(self, batch.sig)
         return self.encode_audio(*self.audio_features(batch, stage))
 
     def encode_audio(self, feats, lens):

@@ -5,7 +5,8 @@ The folder loads offline with ``TopicIdentifier.from_hparams(source=OUT_DIR)`` a
 from wherever it is moved. It holds::
 
     hyperparams.yaml        inference YAML: !includes the training YAML with the run's overrides
-                            (paths rewritten), lists the modules and a Pretrainer over the *.ckpt
+                            (paths rewritten), lists the modules and a Pretrainer over the *.ckpt,
+                            sets ``chunk_seconds`` (longer recordings are encoded in chunks)
     <system>.yaml modules/  the training YAML and the modules/*.yaml it includes, unchanged (so the
                             inference model cannot drift from the trained one)
     <module>.ckpt           the run's best-checkpoint weights of its modules (normaliser included;
@@ -33,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from data_prep.fileio import atomic_write, replace_dir, temporary_sibling
+from topic_id.chunking import CHUNK_SECONDS
 from topic_id.runs import Run
 
 logger = logging.getLogger(__name__)
@@ -210,6 +212,10 @@ def _write_export(run, out, asr, decode_modules, standin_marker):
         "",
         *_include_block("system", system_yaml, overrides),
         "",
+        "# Recordings longer than this (seconds) are encoded in chunks at inference, with bounded",
+        "# memory (topic_id.chunking); shorter ones in one pass, as in training.",
+        f"chunk_seconds: {CHUNK_SECONDS}",
+        "",
     ]
     modules = {name: f"<system[modules][{name}]>" for name in run.modules}
     weights = {name: f"<system[modules][{name}]>" for name in loadables}
@@ -270,6 +276,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker):
         "inputs": inputs,
         "text_encoder": text_info,
         "asr": asr_info,
+        "chunk_seconds": CHUNK_SECONDS,
         "files": files + [EXPORT_SPEC],
     }
     with atomic_write(out / EXPORT_SPEC) as f:

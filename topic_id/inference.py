@@ -31,6 +31,7 @@ from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 
 from data_prep.manifest import read_topics
+from topic_id.chunking import CHUNK_SECONDS, LongInput
 from topic_id.export import ExportError, check_export, export_run, is_run_dir
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,19 @@ class TopicIdentifier(Pretrained):
             )
         finally:
             core.setLevel(level)
+        self.chunk_seconds = getattr(hparams, "chunk_seconds", CHUNK_SECONDS)
+
+    @property
+    def chunk_seconds(self):
+        """Recordings longer than this (s) are encoded in chunks (:mod:`topic_id.chunking`);
+        None: always in one pass. Set it to change it; exports carry a default (``chunk_seconds``)."""
+        long_input = self.brain.long_input
+        return None if long_input is None else long_input.chunk_seconds
+
+    @chunk_seconds.setter
+    def chunk_seconds(self, seconds):
+        audio = self.uses_audio and seconds is not None
+        self.brain.long_input = LongInput(self.sample_rate, seconds) if audio else None
 
     @classmethod
     def from_hparams(cls, source, hparams_file="hyperparams.yaml", **kwargs):
@@ -227,7 +241,7 @@ def check_audio(path):
         raise InputError(f"{path}: the file holds no audio samples")
 
 
-def load_model(model, device=None):
+def load_model(model, device=None, chunk_seconds=None):
     """A TopicIdentifier from an export folder, or from a run folder (exported to a temporary
     folder first, removed with the model).
 
@@ -237,6 +251,9 @@ def load_model(model, device=None):
         Export or run folder.
     device : str, optional
         ``cpu``, ``cuda``, ``cuda:1``; default: a GPU when there is one.
+    chunk_seconds : float, optional
+        Encode recordings longer than this in chunks (0: never); default: the export's
+        (:attr:`TopicIdentifier.chunk_seconds`).
 
     Returns
     -------
@@ -252,10 +269,12 @@ def load_model(model, device=None):
     check_export(model)
     identifier = TopicIdentifier.from_hparams(source=str(model), run_opts={"device": device})
     identifier.tmp_export = tmp  # kept alive as long as the model
+    if chunk_seconds is not None:
+        identifier.chunk_seconds = chunk_seconds or None
     return identifier
 
 
-def predict(model, files, texts=None, device=None, batch_size=8):
+def predict(model, files, texts=None, device=None, batch_size=8, chunk_seconds=None):
     """Classify files (and/or texts) with a model folder; the rows ``topic-id predict`` prints.
 
     Every file is checked before the model is loaded, so bad input fails fast.
@@ -272,6 +291,8 @@ def predict(model, files, texts=None, device=None, batch_size=8):
         Inference device.
     batch_size : int
         Files per forward pass.
+    chunk_seconds : float, optional
+        As :func:`load_model`.
 
     Returns
     -------
@@ -292,27 +313,54 @@ def predict(model, files, texts=None, device=None, batch_size=8):
         texts = [normalize_transcript(t) for t in texts]
     elif not files:
         raise InputError("nothing to classify: give audio files (or --text)")
-    identifier = load_model(model, device)
+    identifier = load_model(model, device, chunk_seconds)
     if texts and not identifier.uses_text:
         raise InputError(f"this system reads no text ({identifier.needs}); leave out --text")
     if files[0] is None and identifier.uses_audio:
         raise InputError(f"this system classifies audio ({identifier.needs}): give audio files")
     rows = []
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        chunk_texts = texts[start : start + batch_size] if texts else None
-        wavs = lens = None
-        if chunk[0] is not None and (identifier.uses_audio or chunk_texts is None):
-            wavs, lens = batch_pad_right([identifier.load_audio(p) for p in chunk])
-        if identifier.uses_text and chunk_texts is None:
-            chunk_texts = identifier.transcribe_batch(wavs, lens)
-        posteriors, _, labels = identifier.classify_batch(wavs, lens, chunk_texts)
-        for i, path in enumerate(chunk):
-            row = {"file": path, "topic": labels[i],
-                   "posteriors": dict(zip(identifier.labels, posteriors[i].tolist()))}
-            if identifier.uses_text:
-                row["text"] = chunk_texts[i]
-            rows.append(row)
+        batch = files[start : start + batch_size]
+        signals = None
+        batch_texts = texts[start : start + batch_size] if texts else None
+        if batch[0] is not None and (identifier.uses_audio or batch_texts is None):
+            signals = [identifier.load_audio(p) for p in batch]
+        rows += classify_signals(identifier, batch, signals, batch_texts)
+    return rows
+
+
+def classify_signals(identifier, files, signals=None, texts=None):
+    """``predict`` rows of one batch: the files' signals (and/or texts) through the model.
+
+    Arguments
+    ---------
+    identifier : TopicIdentifier
+        The model.
+    files : list
+        What each row is of (its ``file`` value).
+    signals : list of torch.Tensor, optional
+        Mono waveforms at the model's rate (from :meth:`TopicIdentifier.load_audio`).
+    texts : list of str, optional
+        Transcripts; default for systems that read text: the bundled ASR's.
+
+    Returns
+    -------
+    list of dict
+        ``{"file", "topic", "posteriors": {label: p}}`` and ``"text"`` for systems that read text.
+    """
+    wavs = lens = None
+    if signals is not None:
+        wavs, lens = batch_pad_right(signals)
+    if identifier.uses_text and texts is None:
+        texts = identifier.transcribe_batch(wavs, lens)
+    posteriors, _, labels = identifier.classify_batch(wavs, lens, texts)
+    rows = []
+    for i, path in enumerate(files):
+        row = {"file": path, "topic": labels[i],
+               "posteriors": dict(zip(identifier.labels, posteriors[i].tolist()))}
+        if identifier.uses_text:
+            row["text"] = texts[i]
+        rows.append(row)
     return rows
 
 
@@ -329,4 +377,4 @@ def format_rows(rows, as_json=False):
     return "\n".join(lines)
 
 
-__all__ = ["TopicIdentifier", "InputError", "ExportError", "load_model", "predict"]
+__all__ = ["TopicIdentifier", "InputError", "ExportError", "load_model", "predict", "classify_signals"]
