@@ -6,7 +6,8 @@ Subcommands:
   confusion matrices of a results tree (:mod:`topic_id.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
   (any rate, any channels) or transcripts with an exported or trained system
-  (:mod:`topic_id.inference`).
+  (:mod:`topic_id.inference`). With ``--out PREDS.csv``, folders and manifests too, in batch,
+  resumable (:mod:`topic_id.batch_predict`).
 - ``export RUN_DIR OUT_DIR [--asr ASR_RUN]``: a trained run as a self-contained model folder that
   loads offline with ``TopicIdentifier.from_hparams`` or SpeechBrain's ``foreign_class``
   (:mod:`topic_id.export`).
@@ -73,8 +74,25 @@ def _add_report(commands):
 def _predict(args):
     from topic_id.inference import format_rows, predict
 
+    if args.chunk_seconds is not None and args.chunk_seconds < 0:
+        raise ConfigError(f"--chunk-seconds must be 0 (never chunk) or more, not {args.chunk_seconds}")
+    if args.out:
+        from topic_id.batch_predict import predict_to_csv
+
+        if args.text or args.json:
+            raise ConfigError("--out writes the predictions CSV of audio files: leave out --text and --json")
+        if not args.files:
+            raise ConfigError("give audio files, folders or manifest CSVs to classify into --out")
+        predict_to_csv(args.model, args.files, args.out, device=args.device, batch_size=args.batch_size,
+                       chunk_seconds=args.chunk_seconds, data_root=args.data_root)
+        print(args.out)
+        return 0
+    for name in args.files:
+        if Path(name).is_dir() or name.lower().endswith(".csv"):
+            raise ConfigError(f"{name} is a {'folder' if Path(name).is_dir() else 'manifest'}: give "
+                              "--out PREDICTIONS.csv to classify its audio files in batch")
     rows = predict(args.model, args.files, texts=args.text, device=args.device,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, chunk_seconds=args.chunk_seconds)
     print(format_rows(rows, as_json=args.json))
     return 0
 
@@ -86,11 +104,15 @@ def _add_predict(commands):
         description="Print the topic and the posteriors of every FILE: a tab-separated table with "
         "one column per topic (with the text read, for systems with a text branch), or JSON. "
         "Audio-only systems take audio; text systems text (--text) or audio, which their bundled "
-        "ASR transcribes; hybrids audio, and their ASR's text unless --text is given.",
+        "ASR transcribes; hybrids audio, and their ASR's text unless --text is given. With --out, "
+        "the audio files of FILEs, folders and manifests go to a predictions CSV, in batch and "
+        "resumably.",
     )
     parser.add_argument("--model", required=True, metavar="DIR",
                         help="a folder from `topic-id export`, or a run folder (exported on the fly)")
-    parser.add_argument("files", nargs="*", metavar="FILE", help="audio files (wav, flac, ogg, ...)")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="audio files (wav, flac, ogg, ...); with --out also folders (searched "
+                        "recursively) and manifest CSVs (their wav column)")
     parser.add_argument("--text", action="append", metavar="TEXT",
                         help="transcript for systems that read text: once for every file, or once "
                         "per file in order; without FILEs, classify the texts alone")
@@ -98,6 +120,15 @@ def _add_predict(commands):
     parser.add_argument("--device", default=None,
                         help="cpu, cuda, cuda:1 (default: a GPU when there is one)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per forward pass")
+    parser.add_argument("--out", metavar="CSV", default=None,
+                        help="batch mode: append one row per file to this predictions CSV as it goes "
+                        "(progress bar on stderr; a rerun skips the files already in it) and write a "
+                        "summary with the real-time factor beside it (<name>.summary.json)")
+    parser.add_argument("--data-root", metavar="DIR", default=None,
+                        help="what $data_root stands for in manifest CSVs (default: the CSV's folder)")
+    parser.add_argument("--chunk-seconds", type=float, default=None, metavar="S",
+                        help="encode recordings longer than S seconds in chunks, with bounded memory "
+                        "(0: never; default: the model's chunk_seconds, 30 s)")
     parser.set_defaults(handler=_predict)
 
 
