@@ -2,7 +2,7 @@
 """Fill the ``asr_words`` column of a prepared corpus with a trained ASR's beam-search output.
 
     python recipes/transcribe.py --asr RUN_DIR --manifests DIR [--column asr_words] \
-        [--device cpu] [--batch_size 8] [--force]
+        [--device cpu] [--batch_size 8] [--force] [--max-segment-seconds S]
 
 Every row of ``train.csv``, ``dev.csv`` and ``test.csv`` is decoded (transcribed training rows too:
 the text pipeline system reads ASR text everywhere), repetition loops are cut, and each manifest is
@@ -10,6 +10,11 @@ rewritten atomically with its other columns and row order unchanged. ``<DIR>/<co
 records the run and checkpoint that filled each manifest; a rerun skips those, ``--force`` redoes
 them. Any run whose checkpoint names its ASR modules as ``topic_id.asr.DECODE_MODULES`` works
 (``hparams/asr.yaml``, the multi-task system).
+
+Recordings longer than the ASR's segment limit (``--max-segment-seconds``, default a little over
+its longest training utterance: ``topic_id.asr.segment_limit``) are cut at pauses into pieces within
+that limit, decoded, and their hypotheses joined (long-form decoding, ``topic_id.asr.decode``): an
+attention decoder stops early on input much longer than it was trained on.
 """
 
 import argparse
@@ -22,6 +27,17 @@ from topic_id.asr import transcribe
 from topic_id.transfer import TransferError
 
 
+def _positive(text):
+    """A positive number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def main(argv=None):
     """Parse the arguments and transcribe."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -31,10 +47,14 @@ def main(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--force", action="store_true", help="decode manifests already filled")
+    parser.add_argument("--max-segment-seconds", type=_positive, default=None, metavar="S",
+                        help="cut longer recordings into pieces of at most S seconds (default: the "
+                             "ASR run's longest training utterance and a little more)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        done = transcribe(args.asr, args.manifests, args.column, args.device, args.batch_size, args.force)
+        done = transcribe(args.asr, args.manifests, args.column, args.device, args.batch_size, args.force,
+                          args.max_segment_seconds)
     except (FileNotFoundError, ValueError, TransferError) as err:
         sys.exit(f"error: {err}")
     for name, what in done.items():

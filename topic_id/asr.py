@@ -6,7 +6,10 @@ epochs, attention NLL only afterwards; greedy decoding on dev every ``valid_sear
 :class:`Tokenizer` trains SentencePiece on the transcribed training rows into the run's folder (B9).
 :func:`transcribe` decodes whole manifests with a trained run and fills their ``asr_words`` column,
 the input of the text pipeline and semi-supervised systems. Every hypothesis goes through
-:func:`filter_repetitions`, the paper's post-processing of attention loops.
+:func:`filter_repetitions`, the paper's post-processing of attention loops. :func:`decode` is
+long-form: recordings longer than the ASR's segment limit (:func:`segment_limit`: a little over its
+longest training utterance) are cut at pauses (:mod:`topic_id.segment`), decoded in pieces and the
+hypotheses joined.
 """
 
 import csv
@@ -285,7 +288,7 @@ class ASRBrain(TopicBrain):
         metrics.write_json(Path(self.hparams.output_folder) / "hyps.json", record)
 
 
-def load_asr(run_dir, device="cpu"):
+def load_asr(run_dir, device="cpu", max_segment_seconds=None):
     """Load a trained ASR run: its hyperparameters and, from its best checkpoint, the modules
     beam search needs (:data:`DECODE_MODULES`, by name, whatever Brain trained them).
 
@@ -295,6 +298,9 @@ def load_asr(run_dir, device="cpu"):
         The run's output folder (``hyperparams.yaml``, ``save/``, ``tokenizer/``).
     device : str
         Where to decode.
+    max_segment_seconds : float, optional
+        The segment limit of long-form decoding (default: a little over the run's longest
+        training utterance, :func:`segment_limit`); :func:`decode` finds it as ``hparams["max_segment_seconds"]``.
 
     Returns
     -------
@@ -314,6 +320,9 @@ def load_asr(run_dir, device="cpu"):
     tokenizer.model_dir = run_dir / os.path.relpath(tokenizer.model_dir, hparams["output_folder"])
     for name in DECODE_MODULES:
         hparams["modules"][name].to(device).eval()
+    if max_segment_seconds is None:
+        max_segment_seconds = segment_limit(hparams, str(run_dir))
+    hparams["max_segment_seconds"] = float(max_segment_seconds)
     return hparams, ckpt
 
 
@@ -349,9 +358,78 @@ def _run_hyps(asr_dir, ckpt, split, rows, root):
     return hyps if all(r["ID"] in hyps for r in rows) else None
 
 
+DEFAULT_MAX_SEGMENT_SECONDS = 10.0
+"""The segment limit of an ASR whose training durations cannot be read (its manifest moved or
+is gone): about twice the utterances of common read-speech corpora."""
+
+SEGMENT_HEADROOM = 1.25
+"""The segment limit over the longest training utterance. An attention decoder copes with input a
+little longer than it was trained on (it fails at about twice as long: issue 14), and dev, test
+and untranscribed recordings run a little past the transcribed training rows: those are decoded
+whole, as before long-form decoding, rather than cut in two."""
+
+
+def training_max_duration(train_csv, train_subset="all"):
+    """The longest training utterance (seconds) of an ASR: the ``duration`` column of the rows of
+    ``train_csv`` it trained on (``subset == train_subset`` unless ``all``); None when the manifest
+    cannot be read.
+
+    Arguments
+    ---------
+    train_csv : str or Path
+        The run's training manifest.
+    train_subset : str
+        The run's ``train_subset``.
+
+    Returns
+    -------
+    float or None
+    """
+    try:
+        _, rows = _read_rows(train_csv)
+        durations = [float(r["duration"]) for r in rows
+                     if train_subset in (None, "all") or r.get("subset") == train_subset]
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return max(durations) if durations else None
+
+
+def segment_limit(hparams, where="the ASR"):
+    """The segment limit of long-form decoding for an ASR run's hyperparameters (``train_csv``,
+    ``train_subset``): :data:`SEGMENT_HEADROOM` times its longest training utterance (input the
+    attention decoder has learnt to decode to the end), rounded to 0.1 s;
+    :data:`DEFAULT_MAX_SEGMENT_SECONDS`, with a warning, when the training manifest cannot be
+    read.
+
+    Arguments
+    ---------
+    hparams : dict-like
+        The run's hyperparameters (built, or as read by :class:`topic_id.runs.Run`).
+    where : str
+        Names the run in the warning.
+
+    Returns
+    -------
+    float
+    """
+    limit = training_max_duration(hparams.get("train_csv"), hparams.get("train_subset", "all"))
+    if limit is None:
+        logger.warning("%s: no durations in its training manifest %s; segmenting long audio at %.0f s",
+                       where, hparams.get("train_csv"), DEFAULT_MAX_SEGMENT_SECONDS)
+        return DEFAULT_MAX_SEGMENT_SECONDS
+    return round(SEGMENT_HEADROOM * limit, 1)
+
+
 @torch.no_grad()
-def decode(hparams, wavs, device="cpu"):
+def decode(hparams, wavs, device="cpu", max_segment_seconds=None, batch_size=8):
     """Beam-search transcripts of a batch of waveforms (16 kHz float tensors of any lengths).
+
+    Long-form: a recording longer than the segment limit is cut into pieces within it
+    (:func:`topic_id.segment.segment`: at pauses, else overlapping fixed windows); the pieces of
+    all recordings of the batch are decoded together, ``batch_size`` at a time in order of length
+    (little padding), and each recording's hypotheses are joined in order
+    (:func:`topic_id.segment.join_hypotheses`). A batch whose recordings are all within the limit
+    is decoded as one batch, whole, exactly as without a limit.
 
     Arguments
     ---------
@@ -361,12 +439,37 @@ def decode(hparams, wavs, device="cpu"):
         One 1-D waveform per utterance.
     device : str
         Where the modules are.
+    max_segment_seconds : float, optional
+        The segment limit (default: ``hparams["max_segment_seconds"]``, set by :func:`load_asr`;
+        without either, no recording is cut).
+    batch_size : int
+        Pieces per beam-search batch in long-form decoding.
 
     Returns
     -------
     list of str
         Hypotheses, repetitions filtered.
     """
+    from topic_id.segment import join_hypotheses, segment
+
+    limit = max_segment_seconds if max_segment_seconds is not None else hparams.get("max_segment_seconds")
+    rate = hparams["sample_rate"]
+    if limit is None or all(len(w) <= limit * rate for w in wavs):
+        return _decode_batch(hparams, wavs, device)
+    ranges = [segment(w, rate, limit) for w in wavs]
+    pieces = [(i, k) for i, r in enumerate(ranges) for k in range(len(r))]
+    pieces.sort(key=lambda p: ranges[p[0]][p[1]][1] - ranges[p[0]][p[1]][0])
+    hyps = [[None] * len(r) for r in ranges]
+    for start in range(0, len(pieces), batch_size):
+        chunk = pieces[start : start + batch_size]
+        signals = [wavs[i][slice(*ranges[i][k])] for i, k in chunk]
+        for (i, k), hyp in zip(chunk, _decode_batch(hparams, signals, device)):
+            hyps[i][k] = hyp
+    return [join_hypotheses(h, r) for h, r in zip(hyps, ranges)]
+
+
+def _decode_batch(hparams, wavs, device):
+    """Beam search over one padded batch of waveforms, whole."""
     modules = hparams["modules"]
     padded, lens = batch_pad_right(wavs)
     padded, lens = padded.to(device), lens.to(device)
@@ -379,15 +482,17 @@ def decode(hparams, wavs, device="cpu"):
     return [hparams["tokenizer"].words(h) for h in hyps]
 
 
-def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=8, force=False):
+def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=8, force=False,
+               max_segment_seconds=None):
     """Fill ``column`` of every row of ``train.csv``, ``dev.csv`` and ``test.csv`` with ASR text.
 
     Each manifest is rewritten atomically (all other columns and the row order unchanged), then
     recorded in ``<manifests>/<column>.json`` with the run and checkpoint that filled it; a rerun
-    skips a manifest recorded with the same run, checkpoint and rows, unless ``force``. A split the
-    run itself decoded with this checkpoint when it was evaluated (its ``hyps_<split>.csv``, same
-    audio) takes those hypotheses: the text its reported WER was measured on, without decoding
-    the same audio twice.
+    skips a manifest recorded with the same run, checkpoint, segment limit and rows, unless
+    ``force``. A split the run itself decoded with this checkpoint when it was evaluated (its
+    ``hyps_<split>.csv``, same audio, no recording beyond the segment limit) takes those
+    hypotheses: the text its reported WER was measured on, without decoding the same audio twice.
+    Recordings longer than the limit are decoded long-form (:func:`decode`).
 
     Arguments
     ---------
@@ -400,9 +505,11 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
     device : str
         Decoding device.
     batch_size : int
-        Utterances per beam-search batch.
+        Utterances (or pieces of long ones) per beam-search batch.
     force : bool
         Decode even manifests already filled by this checkpoint.
+    max_segment_seconds : float, optional
+        The segment limit of long-form decoding (default: the run's, :func:`load_asr`).
 
     Returns
     -------
@@ -415,17 +522,21 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
     manifests = Path(manifests)
     record_file = manifests / f"{column}.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    hparams, ckpt = load_asr(asr_dir, device)
+    hparams, ckpt = load_asr(asr_dir, device, max_segment_seconds)
+    limit = hparams["max_segment_seconds"]
     done = {}
     for split in ("train", "dev", "test"):
         path = manifests / f"{split}.csv"
         header, rows = _read_rows(path)
         ids = hashlib.sha1("\n".join(r["ID"] for r in rows).encode()).hexdigest()
-        wanted = {"asr": str(Path(asr_dir).resolve()), "checkpoint": str(Path(ckpt).resolve()), "ids": ids}
+        wanted = {"asr": str(Path(asr_dir).resolve()), "checkpoint": str(Path(ckpt).resolve()), "ids": ids,
+                  "max_segment_seconds": limit}
         if record.get(path.name) == wanted and not force:
             done[path.name] = "skipped"
             continue
-        reused = _run_hyps(asr_dir, ckpt, split, rows, manifests)
+        # The run decoded its own splits whole: that is long-form decoding only within the limit.
+        within = all(float(r["duration"]) <= limit for r in rows)
+        reused = _run_hyps(asr_dir, ckpt, split, rows, manifests) if within else None
         if reused is not None:
             for row in rows:
                 row[column] = reused[row["ID"]]
@@ -435,7 +546,7 @@ def transcribe(asr_dir, manifests, column="asr_words", device="cpu", batch_size=
             chunk = order[start : start + batch_size]
             wavs = [load_audio(rows[i]["wav"].replace("$data_root", str(manifests)),
                                hparams["sample_rate"]) for i in chunk]
-            for i, hyp in zip(chunk, decode(hparams, wavs, device)):
+            for i, hyp in zip(chunk, decode(hparams, wavs, device, batch_size=batch_size)):
                 rows[i][column] = hyp
         if column not in header:
             header.append(column)
