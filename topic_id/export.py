@@ -14,7 +14,9 @@ from wherever it is moved. It holds::
     topics.txt              the label order
     text_encoder/           a stand-in BERT, copied; FinBERT is referenced (hub id or local path)
     <asr>.yaml asr_*.ckpt   the ASR that turns audio into text for systems with a text branch, and
-    asr/tokenizer/          its SentencePiece model
+    asr/tokenizer/          its SentencePiece model (hyperparams.yaml also records its segment limit
+                            of long-form decoding, asr_max_segment_seconds: a little over its
+                            longest training utterance, read from its manifest at export time)
     custom_interface.py     for foreign_class
     export.json             what was exported from where; the file list checked before loading
 
@@ -153,7 +155,7 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     Path
         ``out_dir``.
     """
-    from topic_id.asr import DECODE_MODULES
+    from topic_id.asr import DECODE_MODULES, segment_limit
     from topic_id.text import STANDIN_MARKER
 
     run = Run(run_dir, hparams_dir)
@@ -167,7 +169,7 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     tmp = temporary_sibling(out_dir)
     tmp.mkdir(parents=True)
     try:
-        info = _write_export(run, tmp, asr, DECODE_MODULES, STANDIN_MARKER)
+        info = _write_export(run, tmp, asr, DECODE_MODULES, STANDIN_MARKER, segment_limit)
         replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -175,7 +177,7 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     return out_dir
 
 
-def _write_export(run, out, asr, decode_modules, standin_marker):
+def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
     copied = {}
     system_yaml = _copy_yaml_tree(run.yaml, out, copied)
     ckpt_dir, paramfiles = run.checkpoint()
@@ -243,13 +245,18 @@ def _write_export(run, out, asr, decode_modules, standin_marker):
         (out / ASR_TOKENIZER_DIR).mkdir(parents=True)
         for f in models + sorted(tokenizer.glob("*.vocab")):
             shutil.copyfile(f, out / ASR_TOKENIZER_DIR / f.name)
+        max_segment_seconds = segment_limit(asr_run, str(asr_run.dir))
         lines += [
             "# The ASR that turns audio into this system's text, and its SentencePiece model.",
             *_include_block("asr", asr_yaml, _system_overrides(asr_run, "asr")),
             f"asr_tokenizer_dir: {ASR_TOKENIZER_DIR}",
+            "# Longer recordings are transcribed in pieces of at most this many seconds (a little",
+            "# over its longest training utterance: topic_id.asr.segment_limit).",
+            _yaml_line("asr_max_segment_seconds", max_segment_seconds),
             "",
         ]
-        asr_info = {"run": str(asr_run.dir), "checkpoint": str(asr_ckpt), "yaml": asr_yaml}
+        asr_info = {"run": str(asr_run.dir), "checkpoint": str(asr_ckpt), "yaml": asr_yaml,
+                    "max_segment_seconds": max_segment_seconds}
     else:
         lines += ["asr: null", ""]
 

@@ -73,7 +73,13 @@ class TopicIdentifier(Pretrained):
             self.text_encoder.device = str(self.device)
         self.asr = getattr(hparams, "asr", None)
         if self.asr is not None:
+            from topic_id.asr import DEFAULT_MAX_SEGMENT_SECONDS
+
             self.asr["tokenizer"].model_dir = self.source / hparams.asr_tokenizer_dir
+            # The long-form segment limit (topic_id.asr.decode); exports written before it was
+            # recorded get the default.
+            limit = getattr(hparams, "asr_max_segment_seconds", None)
+            self.asr["max_segment_seconds"] = float(limit or DEFAULT_MAX_SEGMENT_SECONDS)
         rate = system.get("sample_rate") if self.uses_audio else None
         self.sample_rate = rate or (self.asr["sample_rate"] if self.asr is not None else None)
         # The system's own Brain computes the embedding and posteriors, as in training (quietly:
@@ -132,8 +138,11 @@ class TopicIdentifier(Pretrained):
         check_audio(path)
         return load_audio(str(path), self.sample_rate)
 
-    def transcribe_batch(self, wavs, wav_lens=None):
+    def transcribe_batch(self, wavs, wav_lens=None, max_segment_seconds=None):
         """The bundled ASR's hypotheses (beam search, loops cut) of a padded batch [B, T].
+
+        Recordings longer than the ASR's segment limit are transcribed long-form: cut at pauses
+        into pieces within it, decoded in batches, hypotheses joined (:func:`topic_id.asr.decode`).
 
         Arguments
         ---------
@@ -141,6 +150,9 @@ class TopicIdentifier(Pretrained):
             Waveforms at :attr:`sample_rate`, zero-padded.
         wav_lens : torch.Tensor, optional
             Relative lengths [B].
+        max_segment_seconds : float, optional
+            The segment limit (default: the export's ``asr_max_segment_seconds``, the ASR's
+            longest training utterance and a little more).
 
         Returns
         -------
@@ -158,7 +170,7 @@ class TopicIdentifier(Pretrained):
         if self.asr["sample_rate"] != self.sample_rate:
             resample = resampler(self.sample_rate, self.asr["sample_rate"])
             signals = [resample(s.unsqueeze(0)).squeeze(0) for s in signals]
-        return decode(self.asr, signals, self.device)
+        return decode(self.asr, signals, self.device, max_segment_seconds)
 
     def classify_batch(self, wavs=None, wav_lens=None, texts=None):
         """Topic posteriors of a batch.
