@@ -19,16 +19,17 @@ SECTIONS = ("text", "pipeline", "batching", "inference", "gpu")
 SETTINGS = {
     "full": {"corpus": "default", "repeats": 3, "batching_repeats": 2, "bert_train": 64,
              "audio_train": None, "files": 16, "workers": (0, 2), "paper_sizes": True,
-             "text_paper_batch": True},
+             "text_paper_batch": True, "long_seconds": 120.0},
     "quick": {"corpus": "tiny", "repeats": 1, "batching_repeats": 1, "bert_train": 16,
               "audio_train": None, "files": 4, "workers": (0,), "paper_sizes": False,
-              "text_paper_batch": False},
+              "text_paper_batch": False, "long_seconds": 60.0},
 }
 """Per mode: the built-in corpus size, timed repeats of each epoch kind (of the batching epochs on the
 whole corpus), rows kept for the
 BERT-base-sized text epoch and the audio epochs (None: all), test files per system for the RTF,
-dataloader worker counts, whether paper-size models are timed too, and whether the text epoch is
-also timed at the paper's batch of 128."""
+dataloader worker counts, whether paper-size models are timed too, whether the text epoch is
+also timed at the paper's batch of 128, and the length (s) of the long recording the audio systems
+classify."""
 
 
 def build_parser():
@@ -92,7 +93,8 @@ def run_sections(sections, settings, work, data, asr=None):
     if "batching" in sections:
         yield cpu.batching(corpus, work / "batching", settings["batching_repeats"])
     if "inference" in sections:
-        yield cpu.inference_rtf(corpus, work / "inference", settings["files"], settings["paper_sizes"], asr)
+        yield cpu.inference_rtf(corpus, work / "inference", settings["files"], settings["paper_sizes"], asr,
+                                settings["long_seconds"])
     if "gpu" in sections:
         import torch
 

@@ -11,6 +11,7 @@ import torch
 
 from benchmarks.common import (ROOT, Row, best, load_system, make_brain, quiet_logs, subset_corpus,
                                train_epochs)
+from benchmarks.long_input import long_recording_rows
 from data_prep.manifest import read_manifest
 from topic_id import dataio
 from topic_id.brains import TopicBrain
@@ -342,7 +343,7 @@ def asr_rtf(small, work, files, asr_run=None):
                f"RTF {rtf:.4f}", rtf)
 
 
-def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
+def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None, long_seconds=120.0):
     """Real-time factor from audio file to topic posteriors, per system, on this CPU.
 
     Each system of :data:`PREDICT_SYSTEMS` is trained for one epoch at the demo profile's sizes on
@@ -350,7 +351,8 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
     predict`` loads it (:func:`topic_id.inference.load_model`, exported from the run) and timed on
     test files one at a time: reading, resampling, features, model, posteriors. The text system is
     given the manual transcript; the systems that transcribe audio first add the ASR's time, timed
-    by :func:`asr_rtf`. With ``paper_sizes``,
+    by :func:`asr_rtf`. The audio systems then classify one long recording of ``long_seconds``
+    (:func:`benchmarks.long_input.long_recording_rows`: chunked). With ``paper_sizes``,
     :data:`PAPER_SYSTEMS` at the paper's sizes are timed through the system's Brain without
     training (the same forward pass, random weights).
 
@@ -366,6 +368,8 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
         Add the paper-size rows.
     asr_run : Path, optional
         A trained ASR run for :func:`asr_rtf`.
+    long_seconds : float
+        Length of the long recording (0: no long-recording rows).
 
     Returns
     -------
@@ -383,7 +387,7 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
     # The widths of the corpus's stand-ins (the demo profile assumes the demo's own).
     dims = {key: AutoConfig.from_pretrained(corpus / folder, local_files_only=True).hidden_size
             for key, folder in (("text_dim", "standin_bert"), ("wav2vec2_dim", "standin_wav2vec2"))}
-    rows = []
+    rows, audio_models = [], []
     for i, (name, yaml_file, reads_text) in enumerate(PREDICT_SYSTEMS):
         run = work / f"run{i}"
         keys = top_level_keys(ROOT / yaml_file)
@@ -404,6 +408,10 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None):
         rows.append(Row("inference", f"topic-id predict: {name}, demo profile ({params} "
                         f"params), {len(files)} files of {audio / len(files):.1f} s, one at a time",
                         "real time (RTF = processing s / audio s)", f"RTF {rtf:.4f}", rtf))
+        if not reads_text:
+            audio_models.append((name, model))
+    if long_seconds:
+        rows += long_recording_rows(audio_models, corpus, work / "long", long_seconds)
     rows.append(asr_rtf(small, work, files, asr_run))
     for i, (name, yaml_file) in enumerate(PAPER_SYSTEMS if paper_sizes else ()):
         hp = load_system(yaml_file, corpus, work / f"paper{i}")

@@ -51,6 +51,9 @@ def test_batching_section(tiny_corpus, tmp_path):
 
 
 def test_inference_section(tiny_corpus, tmp_path):
-    rows = cpu.inference_rtf(tiny_corpus, tmp_path, 2, paper_sizes=False)
-    _check(rows, len(cpu.PREDICT_SYSTEMS) + 1)
+    rows = cpu.inference_rtf(tiny_corpus, tmp_path, 2, paper_sizes=False, long_seconds=20.0)
+    audio = [name for name, _, reads_text in cpu.PREDICT_SYSTEMS if not reads_text]
+    _check(rows, len(cpu.PREDICT_SYSTEMS) + len(audio) + 1)
+    long = [r for r in rows if "on one 20 s recording" in r.measurement]
+    assert len(long) == len(audio) and all("forward" in r.value for r in long)
     assert "ASR transcription" in rows[-1].measurement and "upper bound" in rows[-1].measurement

@@ -142,7 +142,7 @@ def whole_input_norm(encoder, x):
     """
     switched = []
     if getattr(encoder, "utterance_norm", False) and not hasattr(encoder, "normalize_wav"):
-        x = normalize_utterances(x, torch.tensor([x.shape[1]]))
+        x = normalize_utterances(x, torch.tensor([x.shape[1]], device=x.device))
         switched.append("utterance_norm")
     if getattr(encoder, "normalize_wav", False):
         # As topic_id.wav2vec2.Wav2Vec2.extract_features does, over all samples.
