@@ -21,18 +21,13 @@ from topic_id import asr
 from topic_id.dataio import load_audio
 from topic_id.segment import fixed_windows, join_hypotheses, segment
 from conftest import ROOT
+# One intra-op thread for this module too (autouse): the tiny ASR decodes 2 minutes of audio
+# several times faster so on a busy 2-core machine, and its beam search, on an untrained model,
+# gives the same hypotheses from one call to the next.
+from test_inference import one_thread  # noqa: F401
 
 RATE = 16000
 PAUSE = 0.5  # seconds between the joined utterances
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the small recurrent layers run faster so on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _bursts(durations, gaps, rate=RATE, noise=0.0, seed=0):
