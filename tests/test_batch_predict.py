@@ -11,19 +11,11 @@ import json
 import os
 
 import pytest
-import torch
 
 from data_prep.manifest import read_manifest
 from topic_id import batch_predict, cli
 from topic_id.export import export_run
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from single_thread import one_thread  # noqa: F401 (autouse)
 
 
 @pytest.fixture(autouse=True)

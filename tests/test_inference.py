@@ -24,22 +24,13 @@ from topic_id.dataio import load_audio
 from topic_id.export import export_run
 from topic_id.inference import TopicIdentifier
 from conftest import ROOT
+from single_thread import one_thread  # noqa: F401 (autouse)
 
 AUDIO_YAML = next(p for p in ("hparams/audio_crdnn.yaml", "hparams/audio_tdnn.yaml") if (ROOT / p).is_file())
 AUDIO_NAME = Path(AUDIO_YAML).name
 SYSTEMS = {"audio": AUDIO_YAML, "text": "hparams/text.yaml"}
 if (ROOT / "hparams/hybrid_crdnn.yaml").is_file():
     SYSTEMS["hybrid"] = "hparams/hybrid_crdnn.yaml"  # audio + manual text (eval_text=words)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the recurrent layers' many small ops run several times faster so on a
-    busy 2-core machine (threads spin-waiting for each other), and results do not change."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

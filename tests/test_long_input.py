@@ -32,19 +32,12 @@ from topic_id.export import export_run
 from topic_id.inference import TopicIdentifier
 from topic_id.nnet import MeanPool, ProjectedPool, StatsPool
 from conftest import ROOT
+from single_thread import one_thread  # noqa: F401 (autouse)
 
 SYSTEMS = {"tdnn": "hparams/audio_tdnn.yaml", "crdnn": "hparams/audio_crdnn.yaml",
            "wav2vec2": "hparams/audio_wav2vec2.yaml"}
 TOLERANCE = {"tdnn": 1e-5, "crdnn": 1e-3, "wav2vec2": 1e-2}
 """Largest relative L2 difference of the chunked embedding from one pass (module docstring)."""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
