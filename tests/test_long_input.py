@@ -162,7 +162,7 @@ def test_ten_minutes_in_bounded_memory(system, exports):
                           capture_output=True, text=True, cwd=ROOT, check=True)
     peaks = json.loads(done.stdout.strip().splitlines()[-1])
     # The acceptance bound, and growth from 1 to 10 minutes of what is linear in length only
-    # (waveform, features: measured +200 to +300 MiB); one pass of the wav2vec2 stand-in's
-    # attention over 10 minutes alone would take 30,000^2 x 2 heads x 4 B = 7 GB.
+    # (waveform, features: measured +200 to +280 MiB; one pass grew +510 MiB with the CRDNN and
+    # +615 MiB with the wav2vec2 stand-in, whose attention kernel is memory-efficient).
     assert peaks["600"] < 4096, peaks
-    assert peaks["600"] - peaks["60"] < 600, peaks
+    assert peaks["600"] - peaks["60"] < 450, peaks

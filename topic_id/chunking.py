@@ -1,8 +1,9 @@
 """Audio encoders on long recordings: encode in chunks, pool over every real frame.
 
-The audio encoders' memory grows with the input's length (the CRDNN's and TDNN's activations
-linearly, wav2vec2's self-attention quadratically), so a 10-minute recording in one pass can exhaust
-a machine that classifies 5-second ones with ease. At inference, :class:`LongInput` encodes a
+The audio encoders' cost grows with the input's length (the CRDNN's and TDNN's activations
+linearly; wav2vec2's self-attention quadratically in time, and in memory too where the attention
+kernel materialises its weights), so a 10-minute recording in one pass can exhaust a machine that
+classifies 5-second ones with ease. At inference, :class:`LongInput` encodes a
 recording longer than ``chunk_seconds`` in windows: each window is a chunk of the recording plus
 ``context_seconds`` on either side, which the encoder sees but whose output frames are not pooled,
 so that a chunk's frames at its edges were computed with some real neighbourhood (the TDNN's
