@@ -300,7 +300,8 @@ def load_asr(run_dir, device="cpu", max_segment_seconds=None):
         Where to decode.
     max_segment_seconds : float, optional
         The segment limit of long-form decoding (default: a little over the run's longest
-        training utterance, :func:`segment_limit`); :func:`decode` finds it as ``hparams["max_segment_seconds"]``.
+        training utterance, :func:`segment_limit`); :func:`decode` finds it as
+        ``hparams["max_segment_seconds"]``.
 
     Returns
     -------
@@ -456,7 +457,7 @@ def decode(hparams, wavs, device="cpu", max_segment_seconds=None, batch_size=8):
     rate = hparams["sample_rate"]
     if limit is None or all(len(w) <= limit * rate for w in wavs):
         return _decode_batch(hparams, wavs, device)
-    ranges = [segment(w, rate, limit) for w in wavs]
+    ranges = [segment(w.cpu(), rate, limit) for w in wavs]
     pieces = [(i, k) for i, r in enumerate(ranges) for k in range(len(r))]
     pieces.sort(key=lambda p: ranges[p[0]][p[1]][1] - ranges[p[0]][p[1]][0])
     hyps = [[None] * len(r) for r in ranges]
