@@ -2,10 +2,10 @@
 
 An attention decoder trained on short utterances stops after a few words on much longer input
 (issue 14), so long-form transcription (:func:`topic_id.asr.decode`) decodes pieces about as long
-as the ASR's training utterances. :func:`segment` finds pauses by short-time energy and cuts there,
-merging short neighbours up to the limit; speech with no pause within the limit falls back to fixed
-windows that overlap, and :func:`join_hypotheses` keeps the words those overlaps hold once. Pure
-NumPy: no model, no download.
+as the ASR's training utterances. :func:`segment` finds pauses by short-time energy and cuts at the
+longest ones until every piece is within the limit (short neighbours stay together); speech with no
+pause within the limit falls back to fixed windows that overlap, and :func:`join_hypotheses` keeps
+the words those overlaps hold once. Pure NumPy: no model, no download.
 """
 
 import math
@@ -46,10 +46,10 @@ def segment(signal, sample_rate, max_segment_seconds, min_pause_seconds=0.15, ma
     (:func:`data_prep.long_recordings.find_pauses`, the pause finder data preparation cuts long
     recordings with), quiet relative to the stretch being split, so that a noisier or quieter part
     of the recording is judged on its own (or, where that finds none, relative to the whole
-    recording). Silence a stretch begins or ends with is left out beyond
-    the margin. A stretch with no pause (continuous speech) is cut into fixed windows that overlap
-    by ``overlap_seconds`` (at most half a window), for :func:`join_hypotheses` to join. A
-    recording within the limit is one piece, whole.
+    recording). Silence a stretch begins or ends with is left out beyond the margin. A stretch with
+    no pause (continuous speech) is cut into fixed windows that overlap by ``overlap_seconds`` (at
+    most half a window), for :func:`join_hypotheses` to join. A recording within the limit is one
+    piece, whole.
 
     Arguments
     ---------
