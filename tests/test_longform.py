@@ -21,10 +21,10 @@ from topic_id import asr
 from topic_id.dataio import load_audio
 from topic_id.segment import fixed_windows, join_hypotheses, segment
 from conftest import ROOT
-# One intra-op thread for this module too (autouse): the tiny ASR decodes 2 minutes of audio
-# several times faster so on a busy 2-core machine, and its beam search, on an untrained model,
-# gives the same hypotheses from one call to the next.
-from test_inference import one_thread  # noqa: F401
+# One intra-op thread for this module (autouse): the tiny ASR decodes 2 minutes of audio several
+# times faster so on a busy 2-core machine, and its beam search, on an untrained model, gives the
+# same hypotheses from one call to the next.
+from single_thread import one_thread  # noqa: F401
 
 RATE = 16000
 PAUSE = 0.5  # seconds between the joined utterances
