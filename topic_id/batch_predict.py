@@ -119,8 +119,9 @@ def read_done(out, header):
     >>> import tempfile
     >>> out = Path(tempfile.mkdtemp()) / "p.csv"
     >>> _ = out.write_text("file,duration\\na.wav,2.5\\nb.wav,1.0\\nc.w")
-    >>> read_done(out, ["file", "duration"]), out.read_text()
-    (({'a.wav', 'b.wav'}, 3.5), 'file,duration\\na.wav,2.5\\nb.wav,1.0\\n')
+    >>> done, seconds = read_done(out, ["file", "duration"])
+    >>> sorted(done), seconds, out.read_text()
+    (['a.wav', 'b.wav'], 3.5, 'file,duration\\na.wav,2.5\\nb.wav,1.0\\n')
     """
     if not out.is_file() or out.stat().st_size == 0:
         return set(), 0.0
