@@ -156,6 +156,7 @@ def test_pool_accumulator_projected_and_unknown_pools():
                                rtol=1e-3, atol=0)
 
 
+@pytest.mark.slow  # 25 s for the three systems; the suite must stay under its 10 minutes
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_ten_minutes_in_bounded_memory(system, exports):
     done = subprocess.run([sys.executable, "-m", "benchmarks.long_input", str(exports[system]), "60", "600"],
