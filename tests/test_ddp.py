@@ -65,6 +65,7 @@ def _torchrun(hparams, data_folder, output_folder):
     return Path(output_folder)
 
 
+@pytest.mark.slow  # 10 s; the suite must stay under its 10 minutes
 def test_two_processes_share_the_epoch_and_save_what_one_process_saves(tiny_corpus, tmp_path, train):
     one = train("hparams/text.yaml", tiny_corpus, tmp_path / "one")
     two = _torchrun("hparams/text.yaml", tiny_corpus, tmp_path / "two")

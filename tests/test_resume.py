@@ -33,6 +33,7 @@ def _intra_epoch_checkpoint(save):
     return None
 
 
+@pytest.mark.slow  # 30 s; the suite must stay under its 10 minutes (the checkpoint tests below stay)
 def test_sigkill_mid_epoch_then_same_command_finishes(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, OMP_NUM_THREADS="1")
