@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import soundfile
 
 from data_prep.fileio import atomic_write, is_leftover
@@ -253,6 +254,34 @@ def _cannot_train_message(problems, out_dir, kept, dropped, n_input):
     )
 
 
+def duration_spread(durations):
+    """How long a split's recordings are: shortest, median, 90th percentile and longest, in s.
+
+    Arguments
+    ---------
+    durations : list of float
+        Seconds, one per recording.
+
+    Returns
+    -------
+    dict or None
+        ``min``, ``median``, ``p90``, ``max`` rounded to 0.01 s; None for no recordings.
+
+    Examples
+    --------
+    >>> duration_spread([2.0, 3.0, 4.0, 30.0])
+    {'min': 2.0, 'median': 3.5, 'p90': 22.2, 'max': 30.0}
+    >>> duration_spread([]) is None
+    True
+    """
+    if not durations:
+        return None
+    values = np.asarray(durations, dtype=float)
+    spread = {"min": values.min(), "median": np.median(values), "p90": np.percentile(values, 90),
+              "max": values.max()}
+    return {k: round(float(v), 2) for k, v in spread.items()}
+
+
 def summarize(splits, topics, dropped, n_input, extra=None, segmented=None):
     """Counts and hours per split x topic x subset, plus the accounting of input rows.
 
@@ -275,6 +304,7 @@ def summarize(splits, topics, dropped, n_input, extra=None, segmented=None):
             "count": len(rows),
             "hours": round(sum(r.duration for r in rows) / 3600.0, 4),
             "speakers": len({r.speaker for r in rows if r.speaker}),
+            "seconds": duration_spread([r.duration for r in rows]),
             "topic": _rounded(per_topic),
             "subset": _rounded(per_subset),
             "topic_subset": _rounded(per_cell),

@@ -169,7 +169,7 @@ def synthesise(plans, out_dir, speech_window=None):
         The corpus folder.
     speech_window : tuple of float, optional
         ``(shortest, longest)`` seconds of speech; an utterance outside is re-spoken once at a
-        rate scaled to fit.
+        rate scaled to fit. A plan's own ``speech_window`` (a multi-sentence recording's) wins.
 
     Returns
     -------
@@ -195,9 +195,10 @@ def _synthesise_all(plans, out_dir, speech_window):
     for n, plan in enumerate(plans, 1):
         settings = (plan["voice"], plan["rate"], plan["pitch"], plan["pitch_range"], plan["noise_seed"])
         speech = synth.speak(plan["text"], *settings)
-        if speech_window and len(speech):
+        window = plan.get("speech_window", speech_window)
+        if window and len(speech):
             seconds = len(speech) / synth.sample_rate
-            target = min(max(seconds, speech_window[0]), speech_window[1])
+            target = min(max(seconds, window[0]), window[1])
             if target != seconds:
                 rate = int(np.clip(plan["rate"] * seconds / target, 80, 400))
                 speech = synth.speak(plan["text"], plan["voice"], rate, *settings[2:])

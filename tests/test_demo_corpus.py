@@ -106,6 +106,42 @@ def test_default_text_is_learnable_but_not_trivial():
     assert 250 < len(vocabulary) < 700
 
 
+def test_default_has_one_multi_sentence_recording_per_topic_and_split():
+    """Issue 14: LP-like durations. The sentences are kept: joined, not added."""
+    plans = demo_corpus._plan_demo(0, "default")
+    assert sum(p.get("sentences", 1) for p in plans) == sum(demo_corpus.SIZES["default"].values())
+    by_id = {p["ID"]: p for p in plans}
+    for split in ("train", "dev", "test"):
+        long = [p for p in plans if p["split"] == split and p["kind"] == "long"]
+        assert sorted(p["topic"] for p in long) == sorted(TOPICS)
+        for p in long:
+            low, high = demo_corpus.LONG_SENTENCES
+            assert low <= p["sentences"] == len(p["kinds"]) <= high
+            assert p["text"].count(".") == p["sentences"]
+            assert p["speech_window"][1] == pytest.approx(p["sentences"] * demo_corpus.SPEECH_SECONDS[1])
+    assert len(by_id) == len(plans)
+    assert not any(p["kind"] == "long" for p in demo_corpus._plan_demo(0, "tiny"))
+
+
+def test_multi_sentence_recordings_are_spoken_long(tmp_path, monkeypatch):
+    monkeypatch.setitem(demo_corpus.LONG_RECORDINGS, "tiny", {"train": 2, "dev": 1, "test": 1})
+    prepare_demo(tmp_path, seed=0, size="tiny")
+    rows = _rows(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["recordings"]["train"]["multi_sentence"] == 2
+    assert sum(summary["utterance_kinds"]["train"].values()) == demo_corpus.SIZES["tiny"]["train"]
+    sentences = {p["ID"]: p["sentences"] for p in demo_corpus._plan_demo(0, "tiny") if p["kind"] == "long"}
+    for split, split_rows in rows.items():
+        long = [r for r in split_rows if r["ID"] in sentences]
+        assert len(long) == summary["recordings"][split]["multi_sentence"], split
+        # At least SPEECH_SECONDS[0] of speech per sentence, all of them in the transcript.
+        assert all(sentences[r["ID"]] * 1.8 < r["duration"] < 40.0 for r in long)
+        assert all(len(r["words"].split()) >= 3 * sentences[r["ID"]] for r in long if r["words"])
+        assert max(r["duration"] for r in long) > max(r["duration"] for r in split_rows if r not in long)
+        spread = summary["splits"][split]["seconds"]
+        assert spread["max"] == pytest.approx(max(r["duration"] for r in split_rows), abs=0.01)
+
+
 def test_other_seed_changes_text():
     first = [p["text"] for p in demo_corpus._plan_demo(0, "tiny")]
     assert first == [p["text"] for p in demo_corpus._plan_demo(0, "tiny")]
