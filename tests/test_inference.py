@@ -241,3 +241,18 @@ def test_text_system_classifies_audio_through_the_asr_it_was_trained_with(tiny_c
     expected = torch.tensor([[float(reference[r["ID"]][f"p_{label}"]) for label in model.labels] for r in test])
     torch.testing.assert_close(from_test_text, expected, atol=1e-4, rtol=0)
     assert labels == [reference[r["ID"]]["predicted"] for r in test]
+    # Batch mode (topic-id predict DIR --out) with a text system: each row carries the transcript
+    # it was classified from, and the posteriors are those of that transcript.
+    folder = root / "batch"
+    folder.mkdir()
+    for r in batch:
+        (folder / Path(_wav(r, corpus)).name).symlink_to(_wav(r, corpus))
+    out = root / "preds.csv"
+    assert cli.main(["predict", "--device", "cpu", "--model", str(export), str(folder), "--out", str(out)]) == 0
+    with open(out, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(Path(r["file"]).name for r in rows) == sorted(p.name for p in folder.iterdir())
+    posteriors, _, predicted = model.classify_batch(texts=[r["text"] for r in rows])
+    expected = torch.tensor([[float(r[f"p_{label}"]) for label in model.labels] for r in rows])
+    torch.testing.assert_close(posteriors, expected, atol=1e-4, rtol=0)
+    assert predicted == [r["topic"] for r in rows]
