@@ -34,6 +34,7 @@ and ``segmented_recordings`` (source, ID and number of segments of each), and
 ``kept_whole + segmented + dropped == input_rows``.
 """
 
+import glob
 import hashlib
 import re
 from pathlib import Path
@@ -205,7 +206,32 @@ def cut_recording(src, folder, rec_id, limit):
         path = Path(folder) / f"{file_stem(seg_id)}.flac"
         write_clipped(path, signal[start:end], SAMPLE_RATE)
         pieces.append((seg_id, path, (end - start) / SAMPLE_RATE))
+    remove_stale_segments(folder, rec_id, {path for _, path, _ in pieces})
     return pieces, None
+
+
+def remove_stale_segments(folder, rec_id, keep):
+    """Delete segment files of ``rec_id`` that an earlier cut wrote and this one did not.
+
+    A rerun with another limit cuts a recording into other pieces; the earlier pieces would stay
+    beside the new ones, referenced by no manifest. Only files whose name is exactly
+    :func:`file_stem` of one of this recording's segment IDs are removed, so a recording whose ID
+    makes the same safe name keeps its own.
+
+    Arguments
+    ---------
+    folder : str or Path
+        The segment folder.
+    rec_id : str
+        The recording's ID.
+    keep : set of Path
+        The segment files of the new cut.
+    """
+    prefix = re.sub(r"[^\w.-]+", "_", f"{rec_id}-seg").lstrip(".")
+    for path in Path(folder).glob(glob.escape(prefix) + "*.flac"):
+        match = re.fullmatch(re.escape(prefix) + r"(\d+)(-[0-9a-f]{8})?", path.stem)
+        if match and path not in keep and file_stem(f"{rec_id}-seg{match.group(1)}") == path.stem:
+            path.unlink()
 
 
 def replace_by_segments(splits, results, intake, out_dir):

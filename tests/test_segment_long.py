@@ -11,7 +11,7 @@ from lp_fixture import META_COLUMNS, _meta_row, make_toy_lp_corpus
 from data_prep.__main__ import main
 from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
-from data_prep.long_recordings import find_cuts
+from data_prep.long_recordings import cut_recording, find_cuts
 from data_prep.manifest import read_manifest
 
 RATE = 16000
@@ -209,3 +209,18 @@ def test_lp_long_recording_is_dropped_by_default(lp_corpus, tmp_path):
     rows, dropped, summary = _load(tmp_path)
     assert [d["source"].split()[-1] for d in dropped if "50 s limit" in d["reason"]] == [rec_id]
     assert summary["accounted"] and "segmented" not in summary
+
+
+def test_recut_with_another_limit_leaves_no_stale_segments(tmp_path):
+    signal, _ = _bursts(60.0, seed=3)
+    src = _write(tmp_path / "long.wav", signal)
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    other = _short(folder / "rec-seg01x.flac", 0)  # another recording's file with a like name
+    fine, _ = cut_recording(src, folder, "rec", 12.0)
+    coarse, _ = cut_recording(src, folder, "rec", 30.0)
+    assert len(coarse) < len(fine)
+    assert sorted(folder.iterdir()) == sorted([path for _, path, _ in coarse] + [other])
+    unsafe, _ = cut_recording(src, folder, "my rec/1", 12.0)
+    cut_recording(src, folder, "my_rec_1", 30.0)  # same safe name, other ID: keeps the first's files
+    assert all(path.is_file() for _, path, _ in unsafe)
