@@ -188,6 +188,9 @@ class Intake:
         """``{ID: audio path}`` of the recordings over the limit that are to be cut."""
         self.given_up = set()
         """IDs of the recordings to be cut whose manual transcript was given up."""
+        self.aligned = {}
+        """``{ID: [(start_s, end_s, word)]}`` of the recordings to be cut whose manual transcript
+        is kept and shared among their segments by a word alignment."""
         self._source = {}
 
     @property
@@ -225,10 +228,30 @@ class Intake:
             reason = check_duration(duration, path, max_duration)
         return duration, reason
 
-    def transcript(self, rec_id, words):
-        """The words a kept row keeps: none for a recording to be cut, since a transcript cannot
-        be aligned to its segments (see :mod:`data_prep.long_recordings`)."""
+    def transcript(self, rec_id, words, alignment=None):
+        """The words a kept row keeps.
+
+        A recording to be cut keeps its transcript only with a word alignment, which says which
+        words go to which segment (:func:`data_prep.alignments.words_per_segment`); without one
+        the transcript is given up (see :mod:`data_prep.long_recordings`).
+
+        Arguments
+        ---------
+        rec_id : str
+            The row's ID.
+        words : str
+            Its normalised manual transcript, or "".
+        alignment : list of tuple, optional
+            ``[(start_s, end_s, word)]`` of the transcript (LP's TextGrid word tier).
+
+        Returns
+        -------
+        str
+        """
         if rec_id in self.long and words:
+            if alignment is not None:
+                self.aligned[rec_id] = alignment
+                return words
             self.given_up.add(rec_id)
             return ""
         return words

@@ -7,11 +7,17 @@ Layout read (original_recipes.md §5.1)::
                                                           column "topic" is the prompt id)
     puhelahjat/v1/<part>/audio/<recordingId>.flac       (or audio_annotated/)
     puhelahjat/v1/<part>/annotations/manual_*/<recordingId>.txt   manual transcript, if any
+    puhelahjat/v1/<part>/alignments/manual_*/<recordingId>.TextGrid   its word alignment (tier
+                                                          "words"), read only for recordings cut
+                                                          into segments
 
 The 10 themes become the paper's 8 topics through :mod:`data_prep.topics` (Sec. II). Audio of any
 rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (fixes
 B3), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more are dropped (Sec. II),
-or with ``long="segment"`` cut into segments there (:mod:`data_prep.long_recordings`).
+or with ``long="segment"`` cut into segments there (:mod:`data_prep.long_recordings`). A cut
+recording keeps its manual transcript where its word alignment can be used: each segment gets the
+words aligned inside it (:mod:`data_prep.alignments`); otherwise the transcript is given up, and
+why the alignment could not be used is logged and counted (``alignments_unusable``).
 The speaker is the client id, the prefix of ``recordingId`` before the first ``_``. Dev and test are
 speaker-disjoint and drawn from recordings with a manual transcript, which the text systems need
 for scoring, or taken from user-given lists; train keeps ``transcribed`` and ``untranscribed`` rows.
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import soundfile
 
+from data_prep.alignments import read_alignment
 from data_prep.audio import decode_mono, write_clipped
 from data_prep.fileio import is_leftover
 from data_prep.intake import Intake, read_metadata
@@ -117,11 +124,35 @@ def _find_audio(part, rec_id):
     return next((c for c in candidates if c.is_file()), candidates[0])
 
 
+def _by_stem(part, pattern):
+    """``{stem: path}`` of the files matching ``pattern`` under ``part``; where several
+    ``manual_*`` folders hold a stem, the first folder (by name) wins."""
+    return {path.stem: path for path in sorted(part.glob(pattern), reverse=True)}
+
+
+def _alignment(part, rec_id, transcript, alignments, duration, intake):
+    """The word alignment of a recording to be cut, or None (logged and counted when unusable).
+
+    The TextGrid in the ``alignments/`` folder named like the transcript's ``annotations/``
+    folder is taken first, since it aligns that transcript; else that of the first ``manual_*``
+    folder that has one.
+    """
+    path = part / "alignments" / transcript.parent.name / f"{rec_id}.TextGrid"
+    path = path if path.is_file() else alignments.get(rec_id)
+    if path is None:
+        return None
+    words, reason = read_alignment(path, duration)
+    if reason is not None:
+        logger.warning("%s; the transcript of %s is given up for its segments (fix the TextGrid to keep it)",
+                       reason, rec_id)
+        intake.counts["alignments_unusable"] += 1
+    return words
+
+
 def _read_part(part, meta, intake, max_duration):
     """Check every metadata row of one part; return ``[(Row, audio source)]`` of usable rows."""
-    annotations = {}
-    for path in sorted(part.glob("annotations/manual_*/*.txt"), reverse=True):
-        annotations[path.stem] = path  # reverse order: the first manual_* folder wins
+    annotations = _by_stem(part, "annotations/manual_*/*.txt")
+    alignments = _by_stem(part, "alignments/manual_*/*.TextGrid")
     usable = []
     for source, values in read_metadata(meta, REQUIRED_COLUMNS):
         intake.add()
@@ -150,8 +181,11 @@ def _read_part(part, meta, intake, max_duration):
         if reason is not None:
             intake.drop(source, reason)
             continue
+        alignment = None
+        if words and rec_id in intake.long:
+            alignment = _alignment(part, rec_id, annotations[rec_id], alignments, duration, intake)
         row = Row(ID=rec_id, wav=f"$data_root/audio/{rec_id}.flac", duration=duration, topic=topic,
-                  words=intake.transcript(rec_id, words), speaker=rec_id.split("_")[0])
+                  words=intake.transcript(rec_id, words, alignment), speaker=rec_id.split("_")[0])
         usable.append((row, audio))
     return usable
 
@@ -241,7 +275,8 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
         Processes converting audio.
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
-        more into shorter segments instead (:mod:`data_prep.long_recordings`).
+        more into shorter segments instead (:mod:`data_prep.long_recordings`), which keep their
+        aligned words where the recording has a usable word alignment.
 
     Returns
     -------
@@ -265,5 +300,7 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
              "dev_hours": dev_hours, "test_hours": test_hours, "max_duration": max_duration,
              "split_lists": str(split_lists) if split_lists else None,
              "empty_transcripts": intake.counts["empty_transcripts"], **summary_entries(intake)}
+    if long == "segment":
+        extra["alignments_unusable"] = intake.counts["alignments_unusable"]
     return write_prepared(out_dir, splits, list(TOPICS), intake.dropped, intake.n_input, extra,
                           intake.segmented)

@@ -18,20 +18,26 @@ hard, 1 ms before the limit (so that the manifest's 3-decimal duration is below 
 
 **Transcripts**: a manual transcript says which words a recording holds, not when they are
 said. Spreading its words over the segments in proportion to their durations would be a guess
-that puts words into segments that do not say them, so the segments of a transcribed recording
-are untranscribed; ``summary.json`` counts these recordings as ``transcripts_given_up``. (LP
-delivers word alignments, ``alignments/manual_*/<ID>.TextGrid``, which could place the words;
-they are not read yet.)
+that puts words into segments that do not say them. Where a word alignment gives each word its
+time (LP: ``alignments/manual_*/<ID>.TextGrid``, read by :mod:`data_prep.alignments`), each
+segment gets the words whose midpoint lies inside it, normalised; a train segment with words is
+``transcribed`` and one without ``untranscribed``, and a dev/test segment without words is left
+out, since the text systems cannot score it (``summary.json``: ``transcripts_aligned``,
+``segments_without_words``). Without an alignment (csv and folder corpora, an LP recording
+without a TextGrid or with one that cannot be used) the transcript is given up: the segments are
+untranscribed, and ``summary.json`` counts these recordings as ``transcripts_given_up``.
 
-**Splits**: whether a recording will be cut, and so loses its transcript, is settled when it is
-read, and it is cut only after the splits are drawn or taken from the input; the speaker-disjoint
-draw and the given splits therefore see one recording as one unit, and all its segments land in
-its split.
+**Splits**: whether a recording will be cut, and whether it keeps its transcript, is settled
+when it is read, and it is cut only after the splits are drawn or taken from the input; the
+speaker-disjoint draw and the given splits therefore see one recording as one unit, and all its
+segments land in its split.
 
 **Accounting**: a cut recording is neither kept whole nor dropped: ``summary.json`` has
 ``segmented`` (recordings cut), ``segment_rows`` (their rows in the manifests), ``kept_whole``
 and ``segmented_recordings`` (source, ID and number of segments of each), and
-``kept_whole + segmented + dropped == input_rows``.
+``kept_whole + segmented + dropped == input_rows``. Dev/test segments left out for want of words
+(``segments_without_words``) are not among ``segment_rows`` nor their recording's segments; the
+recording still counts as ``segmented``.
 """
 
 import glob
@@ -41,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep.alignments import words_per_segment
 from data_prep.audio import decode_mono, write_clipped
 from data_prep.intake import wav_entry
 from data_prep.manifest import Row
@@ -237,6 +244,15 @@ def remove_stale_segments(folder, rec_id, keep):
 def replace_by_segments(splits, results, intake, out_dir):
     """Put the segments of every cut recording in its place, in its split.
 
+    The segments of a recording with a word alignment (:attr:`Intake.aligned
+    <data_prep.intake.Intake.aligned>`) get the words aligned inside them
+    (:func:`~data_prep.alignments.words_per_segment`); the others get none. A dev/test segment
+    without an aligned word is left out (its file removed, ``segments_without_words`` counted):
+    every system is scored on the same dev/test rows, the text systems on each row's manual
+    transcript, and this segment has none (an empty transcript breaks them, B7, and the
+    recording's whole transcript would name words the segment does not say); the recording's
+    other segments stay. A dev/test recording none of whose segments has a word is dropped.
+
     Arguments
     ---------
     splits : dict
@@ -263,23 +279,46 @@ def replace_by_segments(splits, results, intake, out_dir):
                 out[split].append(row)
                 continue
             pieces, reason = results[row.ID]
-            reason = reason or intake.record_segments(row, [seg_id for seg_id, _, _ in pieces])
+            if reason is None:
+                pieces, reason = _segment_words(row, pieces, split, intake)
+            reason = reason or intake.record_segments(row, [seg_id for seg_id, _, _, _ in pieces])
             if reason is not None:
-                for _, path, _ in pieces or ():
+                for _, path, *_ in pieces or ():
                     path.unlink(missing_ok=True)
                 intake.drop_row(row, reason)
                 continue
-            out[split] += [Row(ID=seg_id, wav=wav_entry(path, out_dir), duration=seconds,
-                               topic=row.topic, speaker=row.speaker)
-                           for seg_id, path, seconds in pieces]
+            out[split] += [Row(ID=seg_id, wav=wav_entry(path, out_dir), duration=seconds, topic=row.topic,
+                               words=words, speaker=row.speaker)
+                           for seg_id, path, seconds, words in pieces]
     return out
+
+
+def _segment_words(row, pieces, split, intake):
+    """The pieces of a cut recording with their aligned words, ``[(seg_id, path, seconds,
+    words)]``, less the dev/test ones without words; and the reason to drop the recording when
+    none is left (see :func:`replace_by_segments`)."""
+    alignment = intake.aligned.get(row.ID)
+    if alignment is None:
+        return [piece + ("",) for piece in pieces], None
+    texts = words_per_segment(alignment, [seconds for _, _, seconds in pieces])
+    kept = [piece + (words,) for piece, words in zip(pieces, texts) if words or split == "train"]
+    if split != "train":
+        for (_, path, _), words in zip(pieces, texts):
+            if not words:
+                path.unlink(missing_ok=True)
+                intake.counts["segments_without_words"] += 1
+    if not kept:
+        return [], (f"no aligned word in any segment of {split} recording {row.ID!r}: dev/test rows need "
+                    "words to score the text systems; check its alignment or move it to train")
+    return kept, None
 
 
 def explain_given_up(pairs, intake):
     """Say, in the reason of a row dropped for lacking a transcript, that it had one until it was
     marked to be cut (the reason is otherwise unchanged)."""
     note = (" (its manual transcript was given up because the recording is over the duration "
-            "limit and is cut into segments, which a transcript cannot be aligned to)")
+            "limit and is cut into segments, and without a usable word alignment a transcript "
+            "cannot be shared among them)")
     return [(row, reason + note if row.ID in intake.given_up else reason) for row, reason in pairs]
 
 
@@ -288,4 +327,6 @@ def summary_entries(intake):
     if intake.segmented is None:
         return {}
     return {"long": "segment",
-            "transcripts_given_up": sum(s.ID in intake.given_up for s in intake.segmented)}
+            "transcripts_given_up": sum(s.ID in intake.given_up for s in intake.segmented),
+            "transcripts_aligned": sum(s.ID in intake.aligned for s in intake.segmented),
+            "segments_without_words": intake.counts["segments_without_words"]}

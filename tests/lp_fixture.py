@@ -3,7 +3,8 @@
 Two delivery parts (one with ``audio/``, one with ``audio_annotated/``), a 19-column metadata CSV
 per part, FLAC at mixed sample rates and channel counts, transcripts with noise markers, marker
 typos and several lines, and, with ``bad=True``, one row of every kind of bad input that the
-preparation must account for.
+preparation must account for. :func:`add_recording` adds a recording of the test's own making,
+with a transcript and a word alignment (a Praat TextGrid, :func:`textgrid_text`).
 """
 
 import csv
@@ -161,3 +162,79 @@ def _add_bad_rows(toy, part, first_row, rng):
     _write_audio(audio / f"{dup['recordingId']}.flac", 1.2, 16000, 1, rng)
     rows.append(dup)
     toy.bad[dup["recordingId"] + "#2"] = "duplicate"
+
+
+def textgrid_text(words, xmax, tier="words"):
+    """A Praat TextGrid, long text format, with one interval tier of ``words``.
+
+    Arguments
+    ---------
+    words : list of tuple
+        ``[(start_s, end_s, label)]`` in time order, not overlapping; the gaps between them
+        become empty intervals, as Praat writes them.
+    xmax : float
+        Seconds of the recording.
+    tier : str
+        The tier's name.
+
+    Returns
+    -------
+    str
+    """
+    intervals, t = [], 0.0
+    for start, end, label in words:
+        if start > t:
+            intervals.append((t, start, ""))
+        intervals.append((start, end, label))
+        t = end
+    if t < xmax:
+        intervals.append((t, xmax, ""))
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ",
+             f"xmax = {xmax} ", "tiers? <exists> ", "size = 1 ", "item []: ", "    item [1]:",
+             '        class = "IntervalTier" ', f'        name = "{tier}" ', "        xmin = 0 ",
+             f"        xmax = {xmax} ", f"        intervals: size = {len(intervals)} "]
+    for k, (start, end, label) in enumerate(intervals, 1):
+        lines += [f"        intervals [{k}]:", f"            xmin = {start} ",
+                  f"            xmax = {end} ", f'            text = "{label}" ']
+    return "\n".join(lines) + "\n"
+
+
+def add_recording(toy, part, rec_id, signal, rate, theme="01", transcript=None, alignment=None):
+    """Add one recording to a toy tree's part: audio, metadata row, and optionally a transcript
+    and an alignment (a list of ``(start_s, end_s, label)``, or raw TextGrid text).
+
+    Arguments
+    ---------
+    toy : ToyLP
+        The tree (its counts and dicts are updated).
+    part : str
+        The part's name, e.g. ``"2020_part_01"`` (which has ``audio/``).
+    rec_id : str
+        The recordingId.
+    signal : numpy.ndarray
+        Samples, ``(n,)`` or ``(n, channels)``.
+    rate : int
+        Their rate.
+    theme : str
+        The theme code.
+    transcript : str, optional
+        Written to ``annotations/manual_1/<rec_id>.txt``.
+    alignment : list or str, optional
+        Written to ``alignments/manual_1/<rec_id>.TextGrid``.
+    """
+    part_dir = toy.root / "puhelahjat" / "v1" / part
+    path = part_dir / "audio" / f"{rec_id}.flac"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(str(path), np.asarray(signal, np.float32), rate, format="FLAC", subtype="PCM_16")
+    seconds, channels = len(signal) / rate, 1 if np.ndim(signal) == 1 else signal.shape[1]
+    with open(part_dir / f"puhelahjat_{part}_meta.csv", "a", encoding="utf-8", newline="") as f:
+        csv.DictWriter(f, fieldnames=META_COLUMNS, lineterminator="\n").writerow(
+            _meta_row(rec_id, theme, seconds, rate, channels))
+    toy.n_rows += 1
+    toy.themes[rec_id], toy.durations[rec_id] = theme, seconds
+    if transcript is not None:
+        toy.transcripts[rec_id] = transcript
+        _write_text(part_dir / "annotations" / "manual_1" / f"{rec_id}.txt", transcript.encode())
+    if alignment is not None:
+        text = alignment if isinstance(alignment, str) else textgrid_text(alignment, seconds)
+        _write_text(part_dir / "alignments" / "manual_1" / f"{rec_id}.TextGrid", text.encode())

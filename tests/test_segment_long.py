@@ -6,13 +6,15 @@ import json
 import numpy as np
 import pytest
 import soundfile
-from lp_fixture import META_COLUMNS, _meta_row, make_toy_lp_corpus
+from lp_fixture import WORDS, add_recording, make_toy_lp_corpus, textgrid_text
 
 from data_prep.__main__ import main
 from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
+from data_prep.alignments import read_alignment, read_word_tier
+from data_prep.intake import Intake
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
-from data_prep.long_recordings import cut_recording, find_cuts
-from data_prep.manifest import read_manifest
+from data_prep.long_recordings import cut_recording, find_cuts, replace_by_segments
+from data_prep.manifest import Row, read_manifest
 
 RATE = 16000
 
@@ -168,47 +170,139 @@ def test_hard_cut_where_there_is_no_pause():
     assert find_cuts(signal, RATE, 50.0) == [0, 799984, 1599968, 130 * RATE]
 
 
+def _burst_words(pauses, until):
+    """Words in every burst of :func:`_bursts` that ends before ``until`` s: a capitalised word, a
+    noise marker and a word, as ``[(start_s, end_s, label)]``."""
+    starts = [0.0] + [end for _, end in pauses[:-1]]
+    words, names = [], iter(WORDS * 10)
+    for start, (end, _) in zip(starts, pauses):
+        if end < until:
+            first, second = next(names), next(names)
+            words += [(start + 0.3, start + 0.9, first.capitalize()), (start + 1.0, start + 1.3, ".fp"),
+                      (start + 1.5, start + 2.4, second)]
+    return words
+
+
+def _expected_words(segments, words):
+    """The normalised words whose midpoint lies inside each segment (manifest rows in time order,
+    contiguous from 0)."""
+    ends = np.cumsum([r["duration"] for r in segments])
+    bounds = list(zip(np.concatenate(([0.0], ends[:-1])), ends))
+    return [" ".join(w.lower() for s, e, w in words if a <= (s + e) / 2 < b and w != ".fp")
+            for a, b in bounds]
+
+
+LONG = {"none": "cltlong001_rec0001", "aligned": "cltlong002_rec0001", "malformed": "cltlong003_rec0001",
+        "dev": "cltlong004_rec0001"}
+"""The long recordings of ``lp_corpus``: 120 s stereo 22.05 kHz without an alignment; 120 s with
+one whose words stop at 80 s; 60 s with a truncated TextGrid; 90 s whose words stop at 35 s."""
+
+
 @pytest.fixture(scope="module")
 def lp_corpus(tmp_path_factory):
-    """A miniature LP tree plus a transcribed 120 s stereo 22.05 kHz recording of a new client."""
+    """A miniature LP tree plus four transcribed long recordings of new clients (see ``LONG``)."""
     toy = make_toy_lp_corpus(tmp_path_factory.mktemp("lp"), n_clients=12, per_client=3, bad=False)
-    part = toy.root / "puhelahjat" / "v1" / "2020_part_01"
-    rec_id = "cltlong001_rec0001"
+    part = "2020_part_01"
     signal, pauses = _bursts(120.0, 3)
     rate = 22050
     times = np.arange(int(len(signal) * rate / RATE)) * RATE / rate
     stereo = np.interp(times, np.arange(len(signal)), signal)
-    _write(part / "audio" / f"{rec_id}.flac", np.stack([stereo, stereo], axis=1).astype(np.float32), rate)
-    (part / "annotations" / "manual_1" / f"{rec_id}.txt").write_text("Pitkä .fp tarina koirasta\n")
-    meta = part / "puhelahjat_2020_part_01_meta.csv"
-    with open(meta, "a", encoding="utf-8", newline="") as f:
-        csv.DictWriter(f, fieldnames=META_COLUMNS, lineterminator="\n").writerow(
-            _meta_row(rec_id, "01", len(stereo) / rate, rate, 2))
-    return toy, rec_id, pauses, len(signal) / RATE
+    add_recording(toy, part, LONG["none"], np.stack([stereo, stereo], axis=1), rate,
+                  transcript="Pitkä .fp tarina koirasta\n")
+    aligned, aligned_pauses = _bursts(120.0, 4)
+    words = _burst_words(aligned_pauses, 80.0)
+    add_recording(toy, part, LONG["aligned"], aligned, RATE, theme="02",
+                  transcript=" ".join(w for _, _, w in words), alignment=words)
+    add_recording(toy, part, LONG["malformed"], _bursts(60.0, 5)[0], RATE, theme="03",
+                  transcript="Toinen tarina", alignment=textgrid_text([(1.0, 2.0, "toinen")], 60.0)[:300])
+    dev, dev_pauses = _bursts(90.0, 6)
+    dev_words = _burst_words(dev_pauses, 35.0)
+    add_recording(toy, part, LONG["dev"], dev, RATE, transcript=" ".join(w for _, _, w in dev_words),
+                  alignment=dev_words)
+    return toy, pauses, len(signal) / RATE, {LONG["aligned"]: words, LONG["dev"]: dev_words}
 
 
-def test_lp_long_recording_is_cut_into_16k_segments(lp_corpus, tmp_path):
-    toy, rec_id, pauses, total = lp_corpus
-    prepare_lahjoita_puhetta(toy.root, tmp_path, dev_hours=4 / 3600, test_hours=4 / 3600, long="segment")
-    rows, dropped, summary = _load(tmp_path)
-    segments = _segments(rows, rec_id)
+@pytest.fixture(scope="module")
+def lp_segmented(lp_corpus, tmp_path_factory):
+    """``lp_corpus`` prepared with ``long="segment"`` and drawn splits (the long ones in train)."""
+    toy = lp_corpus[0]
+    out = tmp_path_factory.mktemp("lp_out")
+    prepare_lahjoita_puhetta(toy.root, out, dev_hours=4 / 3600, test_hours=4 / 3600, long="segment")
+    return out, *_load(out)
+
+
+def test_lp_long_recording_is_cut_into_16k_segments(lp_corpus, lp_segmented):
+    toy, pauses, total, _ = lp_corpus
+    out, rows, dropped, summary = lp_segmented
+    segments = _segments(rows, LONG["none"])
     assert not segments["dev"] and not segments["test"] and len(segments["train"]) == 3
-    assert all((r["topic"], r["speaker"], r["words"]) == ("animal_friends", "cltlong001", "")
-               for r in segments["train"])
+    assert all((r["topic"], r["speaker"], r["words"], r["subset"])
+               == ("animal_friends", "cltlong001", "", "untranscribed") for r in segments["train"])
     assert all(r["wav"] == f"$data_root/audio/{r['ID']}.flac" for r in segments["train"])
-    _check_cuts(tmp_path, segments["train"], pauses, total)
-    assert summary["input_rows"] == toy.n_rows + 1 and summary["accounted"]
+    _check_cuts(out, segments["train"], pauses, total)
+    assert summary["input_rows"] == toy.n_rows and summary["accounted"]
     assert summary["kept_whole"] + summary["segmented"] + summary["dropped"] == summary["input_rows"]
-    assert summary["segment_rows"] == 3 and summary["transcripts_given_up"] == 1
-    assert not (tmp_path / "audio" / f"{rec_id}.flac").exists()
+    assert summary["segmented"] == 4
+    assert summary["segment_rows"] == sum(len(_segments(rows, i)["train"]) for i in LONG.values())
+    assert not (out / "audio" / f"{LONG['none']}.flac").exists()
+
+
+def test_lp_aligned_transcript_is_shared_among_segments(lp_corpus, lp_segmented):
+    _, _, _, words = lp_corpus
+    out, rows, dropped, summary = lp_segmented
+    transcribed = {}
+    for rec_id in (LONG["aligned"], LONG["dev"]):
+        segments = _segments(rows, rec_id)["train"]
+        expected = _expected_words(segments, words[rec_id])
+        assert [r["words"] for r in segments] == expected
+        assert [r["subset"] for r in segments] == ["transcribed" if w else "untranscribed" for w in expected]
+        assert expected[0] and not expected[-1]  # the words stop before the last segment
+        assert " ".join(expected).split() == [w.lower() for _, _, w in words[rec_id] if w != ".fp"]
+        transcribed[rec_id] = sum(map(bool, expected))
+    assert transcribed[LONG["aligned"]] >= 2  # the words are shared, not all in one segment
+    assert (summary["transcripts_aligned"], summary["transcripts_given_up"]) == (2, 2)
+    assert summary["alignments_unusable"] == 1 and summary["segments_without_words"] == 0
+
+
+def test_lp_malformed_alignment_gives_up_the_transcript(lp_segmented):
+    out, rows, dropped, summary = lp_segmented
+    segments = _segments(rows, LONG["malformed"])["train"]
+    assert len(segments) == 2 and all((r["words"], r["subset"]) == ("", "untranscribed") for r in segments)
+    # Given up: the recording without a TextGrid and this one; counted as unusable: this one.
+    assert summary["transcripts_given_up"] == 2 and summary["alignments_unusable"] == 1
+
+
+def test_lp_dev_segments_without_words_are_left_out(lp_corpus, lp_segmented, tmp_path):
+    toy = lp_corpus[0]
+    all_segments = _segments(lp_segmented[1], LONG["dev"])["train"]
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    clients = sorted({i.split("_")[0] for i in toy.transcripts if i.startswith("clt000")})
+    (lists / "dev.txt").write_text("\n".join([LONG["dev"]] + [i for i in toy.transcripts
+                                                               if i.startswith(clients[0])]) + "\n")
+    (lists / "test.txt").write_text("\n".join(i for i in toy.transcripts if i.startswith(clients[1])) + "\n")
+    out = tmp_path / "out"
+    prepare_lahjoita_puhetta(toy.root, out, split_lists=lists, long="segment")
+    rows, dropped, summary = _load(out)
+    segments = _segments(rows, LONG["dev"])
+    with_words = [r for r in all_segments if r["words"]]
+    assert [(r["ID"], r["words"]) for r in segments["dev"]] == [(r["ID"], r["words"]) for r in with_words]
+    assert summary["segments_without_words"] == len(all_segments) - len(with_words) >= 1
+    for row in all_segments:
+        assert (out / "audio" / f"{row['ID']}.flac").is_file() == bool(row["words"])
+    entry = next(s for s in summary["segmented_recordings"] if s["ID"] == LONG["dev"])
+    assert entry["segments"] == len(with_words)
+    assert summary["accounted"] and summary["transcripts_aligned"] == 2
+    assert summary["kept_whole"] + summary["segmented"] + summary["dropped"] == summary["input_rows"]
 
 
 def test_lp_long_recording_is_dropped_by_default(lp_corpus, tmp_path):
-    toy, rec_id, _, _ = lp_corpus
+    toy = lp_corpus[0]
     prepare_lahjoita_puhetta(toy.root, tmp_path, dev_hours=4 / 3600, test_hours=4 / 3600)
     rows, dropped, summary = _load(tmp_path)
-    assert [d["source"].split()[-1] for d in dropped if "50 s limit" in d["reason"]] == [rec_id]
-    assert summary["accounted"] and "segmented" not in summary
+    too_long = sorted(d["source"].split()[-1] for d in dropped if "50 s limit" in d["reason"])
+    assert too_long == sorted(LONG.values())
+    assert summary["accounted"] and "segmented" not in summary and "transcripts_aligned" not in summary
 
 
 def test_recut_with_another_limit_leaves_no_stale_segments(tmp_path):
@@ -224,3 +318,56 @@ def test_recut_with_another_limit_leaves_no_stale_segments(tmp_path):
     unsafe, _ = cut_recording(src, folder, "my rec/1", 12.0)
     cut_recording(src, folder, "my_rec_1", 30.0)  # same safe name, other ID: keeps the first's files
     assert all(path.is_file() for _, path, _ in unsafe)
+
+
+def _short_textgrid(words, xmax):
+    """The short TextGrid format of one ``words`` tier (gaps as empty intervals)."""
+    intervals, t = [], 0.0
+    for start, end, label in words:
+        intervals += [(t, start, ""), (start, end, label)] if start > t else [(start, end, label)]
+        t = end
+    intervals.append((t, xmax, ""))
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "0", str(xmax), "<exists>", "1",
+             '"IntervalTier"', '"words"', "0", str(xmax), str(len(intervals))]
+    for start, end, label in intervals:
+        lines += [str(start), str(end), f'"{label}"']
+    return "\n".join(lines) + "\n"
+
+
+def test_word_tier_is_read_from_either_format_and_bad_files_say_why(tmp_path):
+    words = [(0.5, 1.0, "Mökillä"), (1.2, 1.5, ".fp"), (2.0, 2.4, "kävin")]
+    files = {"long": (textgrid_text(words, 3.0), "utf-8"), "short": (_short_textgrid(words, 3.0), "utf-8"),
+             "utf16": (textgrid_text(words, 3.0), "utf-16"),
+             "phones": (textgrid_text(words, 3.0, tier="phones"), "utf-8"),
+             "truncated": (textgrid_text(words, 3.0)[:400], "utf-8"), "empty": ("", "utf-8"),
+             "markers": (textgrid_text([(0.5, 1.0, ".br"), (1.5, 2.0, ".fp")], 3.0), "utf-8")}
+    for name, (text, encoding) in files.items():
+        (tmp_path / f"{name}.TextGrid").write_text(text, encoding=encoding)
+    for name in ("long", "short", "utf16"):
+        assert read_word_tier(tmp_path / f"{name}.TextGrid") == (words, None), name
+        assert read_alignment(tmp_path / f"{name}.TextGrid", 3.0) == (words, None), name
+    reasons = {name: read_alignment(tmp_path / f"{name}.TextGrid", 3.0) for name in
+               ("phones", "truncated", "empty", "markers", "missing")}
+    assert all(words is None for words, _ in reasons.values())
+    assert "no tier 'words' (tiers: phones)" in reasons["phones"][1]
+    assert reasons["truncated"][1].startswith("malformed alignment")
+    assert reasons["empty"][1].startswith("malformed alignment")
+    assert "has no word" in reasons["markers"][1]
+    assert reasons["missing"][1].startswith("unreadable alignment")
+    late = read_alignment(tmp_path / "long.TextGrid", 2.0)[1]
+    assert "'kävin' at 2.00-2.40 s, after the end of the 2.00 s audio" in late
+
+
+def test_dev_recording_without_any_aligned_word_is_dropped(tmp_path):
+    intake = Intake("segment")
+    intake.add()
+    intake.claim_id("rec", "meta.csv:2")
+    intake.long["rec"] = tmp_path / "rec.flac"
+    assert intake.transcript("rec", "sana", [(0.1, 0.2, ".fp")]) == "sana"
+    pieces = [(f"rec-seg0{k}", _short(tmp_path / f"rec-seg0{k}.flac", k), 1.0) for k in (1, 2)]
+    row = Row(ID="rec", wav="$data_root/rec.flac", duration=2.0, topic="a", words="sana", speaker="s")
+    assert replace_by_segments({"dev": [row]}, {"rec": (pieces, None)}, intake, tmp_path) == {"dev": []}
+    (dropped,) = intake.dropped
+    assert dropped.source == "meta.csv:2" and "no aligned word in any segment of dev" in dropped.reason
+    assert intake.counts["segments_without_words"] == 2 and not intake.segmented
+    assert not any(path.exists() for _, path, _ in pieces)
