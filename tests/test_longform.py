@@ -320,3 +320,40 @@ def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, lo
     (export / "hyperparams.yaml").write_text(text.replace(f"asr_max_segment_seconds: {limit}", ""))
     old = TopicIdentifier.from_hparams(source=str(export), run_opts={"device": "cpu"})
     assert old.asr["max_segment_seconds"] == asr.DEFAULT_MAX_SEGMENT_SECONDS
+
+
+def test_avoid_if_longer_than_leaves_long_training_rows_out_and_lowers_the_limit(tiny_corpus):
+    from topic_id.dataio import read_split
+
+    train_csv = tiny_corpus / "train.csv"
+    durations = sorted(float(r["duration"]) for r in read_manifest(train_csv))
+    cap = durations[len(durations) // 2]
+    hparams = {"train_csv": str(train_csv), "dev_csv": "", "test_csv": "", "data_folder": str(tiny_corpus),
+               "train_subset": "all", "avoid_if_longer_than": cap}
+    dataset = read_split(hparams, "train")
+    kept = [dataset.data[i]["duration"] for i in dataset.data_ids]
+    assert 0 < len(kept) < len(durations) and max(map(float, kept)) <= cap
+    assert asr.training_max_duration(train_csv, "all", cap) == max(d for d in durations if d <= cap)
+    assert asr.segment_limit(hparams) == round(asr.SEGMENT_HEADROOM * max(d for d in durations if d <= cap), 1)
+
+
+def test_the_runs_test_hypotheses_are_long_form_beyond_the_limit(loaded, long_recording):
+    """ASRBrain's TEST stage decodes as transcribe() does: whole within the limit, else long-form."""
+    from types import SimpleNamespace
+
+    from speechbrain.utils.data_utils import batch_pad_right
+
+    from topic_id.brains import encode_frames
+    from topic_id.encoders import frame_lengths
+
+    recording, wavs, _, _ = long_recording
+    brain = SimpleNamespace(hparams=SimpleNamespace(**loaded), device="cpu", _segment_limit=None)
+    for signals in (wavs[:4], [wavs[0], recording]):
+        padded, lens = batch_pad_right(signals)
+        feats = loaded["compute_features"](padded)
+        frame_lens = frame_lengths(loaded["compute_features"], lens, padded.shape[1], feats.shape[1])
+        encoded, enc_lens = encode_frames(loaded["modules"]["audio_encoder"],
+                                          loaded["modules"]["normalize"](feats, frame_lens), frame_lens)
+        got = asr.ASRBrain.test_hypotheses(brain, encoded, enc_lens, SimpleNamespace(sig=(padded, lens)))
+        assert got == asr.decode(loaded, signals)
+    assert brain._segment_limit == loaded["max_segment_seconds"]

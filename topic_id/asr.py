@@ -203,10 +203,26 @@ class ASRBrain(TopicBrain):
             if self.hparams.epoch_counter.current <= self.hparams.number_of_ctc_epochs:
                 out["p_ctc"] = torch.log_softmax(self.modules.ctc_lin(encoded), dim=-1)
         elif stage == sb.Stage.TEST:
-            out["hyps"] = self.hparams.beam_search(encoded, lens)[0]
+            out["words"] = self.test_hypotheses(encoded, lens, batch)
         elif self.search_on_dev():
             out["hyps"] = self.hparams.greedy_search(encoded, lens)[0]
         return out
+
+    def test_hypotheses(self, encoded, lens, batch):
+        """Beam-search words of a test batch, decoded as :func:`transcribe` decodes it.
+
+        A batch within the segment limit (:func:`segment_limit`) is decoded whole from the
+        encoder frames at hand; one with a longer recording goes through long-form
+        :func:`decode`, so the WER the run reports is that of the text the pipeline rows read.
+        """
+        if getattr(self, "_segment_limit", None) is None:
+            self._segment_limit = segment_limit(vars(self.hparams), self.hparams.output_folder)
+        wavs, wav_lens = batch.sig
+        samples = (wav_lens * wavs.shape[1]).round().long().tolist()
+        if all(n <= self._segment_limit * self.hparams.sample_rate for n in samples):
+            return [self.hparams.tokenizer.words(h) for h in self.hparams.beam_search(encoded, lens)[0]]
+        signals = [wav[:n] for wav, n in zip(wavs, samples)]
+        return decode(vars(self.hparams), signals, self.device, self._segment_limit)
 
     def search_on_dev(self):
         """Whether this epoch's dev pass decodes (every ``valid_search_interval`` epochs and the last).
@@ -233,7 +249,10 @@ class ASRBrain(TopicBrain):
             tokens, token_lens = batch.tokens
             ctc = self.hparams.ctc_cost(outputs["p_ctc"], tokens, outputs["lens"], token_lens)
             loss = self.hparams.ctc_weight * ctc + (1 - self.hparams.ctc_weight) * loss
-        if "hyps" in outputs:
+        if "words" in outputs:
+            self.records["ref"].extend(batch.words)
+            self.records["hyp"].extend(outputs["words"])
+        elif "hyps" in outputs:
             self.records["ref"].extend(batch.words)
             self.records["hyp"].extend(self.hparams.tokenizer.words(h) for h in outputs["hyps"])
         return loss
@@ -370,10 +389,10 @@ and untranscribed recordings run a little past the transcribed training rows: th
 whole, as before long-form decoding, rather than cut in two."""
 
 
-def training_max_duration(train_csv, train_subset="all"):
+def training_max_duration(train_csv, train_subset="all", avoid_if_longer_than=None):
     """The longest training utterance (seconds) of an ASR: the ``duration`` column of the rows of
-    ``train_csv`` it trained on (``subset == train_subset`` unless ``all``); None when the manifest
-    cannot be read.
+    ``train_csv`` it trained on (``subset == train_subset`` unless ``all``, and not longer than
+    ``avoid_if_longer_than``); None when the manifest cannot be read.
 
     Arguments
     ---------
@@ -381,6 +400,8 @@ def training_max_duration(train_csv, train_subset="all"):
         The run's training manifest.
     train_subset : str
         The run's ``train_subset``.
+    avoid_if_longer_than : float, optional
+        The run's limit on training durations (:func:`topic_id.dataio.read_split`).
 
     Returns
     -------
@@ -392,6 +413,8 @@ def training_max_duration(train_csv, train_subset="all"):
                      if train_subset in (None, "all") or r.get("subset") == train_subset]
     except (OSError, KeyError, TypeError, ValueError):
         return None
+    if avoid_if_longer_than:
+        durations = [d for d in durations if d <= avoid_if_longer_than]
     return max(durations) if durations else None
 
 
@@ -413,7 +436,8 @@ def segment_limit(hparams, where="the ASR"):
     -------
     float
     """
-    limit = training_max_duration(hparams.get("train_csv"), hparams.get("train_subset", "all"))
+    limit = training_max_duration(hparams.get("train_csv"), hparams.get("train_subset", "all"),
+                                  hparams.get("avoid_if_longer_than"))
     if limit is None:
         logger.warning("%s: no durations in its training manifest %s; segmenting long audio at %.0f s",
                        where, hparams.get("train_csv"), DEFAULT_MAX_SEGMENT_SECONDS)
