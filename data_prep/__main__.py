@@ -55,7 +55,8 @@ def _folder(args):
 def _demo(args):
     from data_prep.demo_corpus import prepare_demo
 
-    prepare_demo(args.out_dir, seed=args.seed, size=args.size, force=args.force)
+    prepare_demo(args.out_dir, seed=args.seed, size=args.size, force=args.force,
+                 long_recordings=args.long_recordings)
 
 
 def _speak(args):
@@ -121,6 +122,9 @@ def build_parser():
     demo = command("demo", _demo, "synthesise the built-in Finnish topic corpus", seed=0)
     demo.add_argument("out_dir")
     demo.add_argument("--size", choices=("tiny", "default", "large"), default="default")
+    demo.add_argument("--long-recordings", type=int, default=0, metavar="N",
+                      help="multi-sentence recordings (3-7 sentences, up to ~28 s) per split, made of "
+                           "the split's own sentences; 8 gives one per topic (default: 0, all one sentence)")
 
     speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
     speak.add_argument("text_csv")

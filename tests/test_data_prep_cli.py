@@ -88,9 +88,9 @@ def test_demo_and_speak_call_their_modules(monkeypatch, tmp_path):
         prepare_demo=lambda *a, **k: calls.append(("demo", a, k))))
     monkeypatch.setitem(sys.modules, "data_prep.speak", types.SimpleNamespace(
         speak_csv=lambda *a, **k: calls.append(("speak", a, k))))
-    assert main(["demo", "out", "--seed", "5", "--size", "tiny", "--force"]) == 0
+    assert main(["demo", "out", "--seed", "5", "--size", "tiny", "--force", "--long-recordings", "8"]) == 0
     assert main(["speak", "t.csv", "out2"]) == 0
-    assert calls == [("demo", ("out",), {"seed": 5, "size": "tiny", "force": True}),
+    assert calls == [("demo", ("out",), {"seed": 5, "size": "tiny", "force": True, "long_recordings": 8}),
                      ("speak", ("t.csv", "out2"), {"seed": 0, "force": False})]
 
 

@@ -106,9 +106,9 @@ def test_default_text_is_learnable_but_not_trivial():
     assert 250 < len(vocabulary) < 700
 
 
-def test_default_has_one_multi_sentence_recording_per_topic_and_split():
+def test_lp_like_corpus_has_one_multi_sentence_recording_per_topic_and_split():
     """Issue 14: LP-like durations. The sentences are kept: joined, not added."""
-    plans = demo_corpus._plan_demo(0, "default")
+    plans = demo_corpus._plan_demo(0, "default", demo_corpus.LP_LIKE_LONG_RECORDINGS)
     assert sum(p.get("sentences", 1) for p in plans) == sum(demo_corpus.SIZES["default"].values())
     by_id = {p["ID"]: p for p in plans}
     for split in ("train", "dev", "test"):
@@ -120,17 +120,16 @@ def test_default_has_one_multi_sentence_recording_per_topic_and_split():
             assert p["text"].count(".") == p["sentences"]
             assert p["speech_window"][1] == pytest.approx(p["sentences"] * demo_corpus.SPEECH_SECONDS[1])
     assert len(by_id) == len(plans)
-    assert not any(p["kind"] == "long" for p in demo_corpus._plan_demo(0, "tiny"))
+    assert not any(p["kind"] == "long" for p in demo_corpus._plan_demo(0, "default"))
 
 
-def test_multi_sentence_recordings_are_spoken_long(tmp_path, monkeypatch):
-    monkeypatch.setitem(demo_corpus.LONG_RECORDINGS, "tiny", {"train": 2, "dev": 1, "test": 1})
-    prepare_demo(tmp_path, seed=0, size="tiny")
+def test_multi_sentence_recordings_are_spoken_long(tmp_path):
+    prepare_demo(tmp_path, seed=0, size="tiny", long_recordings=1)
     rows = _rows(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
-    assert summary["recordings"]["train"]["multi_sentence"] == 2
+    assert summary["recordings"]["train"]["multi_sentence"] == 1 and summary["long_recordings"] == 1
     assert sum(summary["utterance_kinds"]["train"].values()) == demo_corpus.SIZES["tiny"]["train"]
-    sentences = {p["ID"]: p["sentences"] for p in demo_corpus._plan_demo(0, "tiny") if p["kind"] == "long"}
+    sentences = {p["ID"]: p["sentences"] for p in demo_corpus._plan_demo(0, "tiny", 1) if p["kind"] == "long"}
     for split, split_rows in rows.items():
         long = [r for r in split_rows if r["ID"] in sentences]
         assert len(long) == summary["recordings"][split]["multi_sentence"], split
