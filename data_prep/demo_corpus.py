@@ -79,7 +79,7 @@ order: 8 gives one per topic and split. More in train cost the text rows: a long
 one training example where its sentences were several, and 24 (3 per topic) took the
 bag-of-words test accuracy of seed 0 from 0.865 to 0.70 (8: 0.86).
 
-Not in the default corpus yet: with 8, `make demo` (seed 1) took 17.8 min instead of 14.3 and
+Not in the default corpus yet: with 8, `make demo` (seed 1) took 17.8 min instead of 14.1 and
 its multi-task row fell to 15 % test micro-F1 (issue 14 notes); the default stays one sentence
 per recording until the demo fits its budget with them."""
 
