@@ -303,13 +303,13 @@ def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=0
     """
     if size not in SIZES:
         raise PrepError(f"unknown demo size {size!r}: choose one of {', '.join(SIZES)}")
+    if long_recordings < 0:
+        raise PrepError(f"--long-recordings must be 0 or more, not {long_recordings}")
     out_dir = Path(out_dir)
     if not start(out_dir, force):
         warn_if_different(out_dir, seed=seed, size=size, long_recordings=long_recordings)
         return manifest_paths(out_dir)
     synth = ready_synthesizer()
-    if long_recordings < 0:
-        raise PrepError(f"--long-recordings must be 0 or more, not {long_recordings}")
     plans = _plan_demo(seed, size, long_recordings)
     for plan in plans:
         plan.update(

@@ -183,6 +183,8 @@ def test_rerun_skips_and_same_seed_rebuilds_identical_manifests(tiny, tmp_path, 
 def test_bad_size_and_unknown_voice():
     with pytest.raises(PrepError, match="tiny"):
         prepare_demo("/nonexistent-never-created", size="huge")
+    with pytest.raises(PrepError, match="--long-recordings must be 0 or more"):
+        prepare_demo("/nonexistent-never-created", long_recordings=-1)
     with pytest.raises(PrepError, match="not found"):
         Synthesizer.get().speak("hei", "no-such-variant")
 
