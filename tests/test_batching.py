@@ -112,3 +112,16 @@ def test_a_system_trains_the_same_from_memory(hparams, train, tiny_corpus, tmp_p
     predictions = [(run / "predictions.csv").read_text() for run in runs]
     assert predictions[0] == predictions[1]
     assert len(predictions[0].splitlines()) > 2
+
+
+def test_dev_and_test_are_served_by_duration(tiny_corpus):
+    # Evaluation does not depend on padding, so dev/test batches hold recordings of about one length.
+    from topic_id.dataio import dataio_prepare, durations, label_encoder
+
+    hparams = {"data_folder": str(tiny_corpus), "modules": {}, "seed": 1,
+               **{f"{split}_csv": str(tiny_corpus / f"{split}.csv") for split in ("train", "dev", "test")}}
+    datasets = dataio_prepare(hparams, label_encoder(tiny_corpus))
+    for split in ("dev", "test"):
+        lengths = durations(datasets[split])
+        assert lengths == sorted(lengths) and len(set(lengths)) > 1
+    assert durations(datasets["train"]) != sorted(durations(datasets["train"]))  # random: as the manifest
