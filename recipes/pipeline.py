@@ -96,7 +96,8 @@ def prepare_command(args, data):
     """The data_prep command of the chosen corpus."""
     base = [sys.executable, "-m", "data_prep"]
     if args.corpus == "demo":
-        return base + ["demo", data, "--size", args.size, "--seed", str(args.corpus_seed)]
+        return base + ["demo", data, "--size", args.size, "--seed", str(args.corpus_seed),
+                       "--long-recordings", str(args.long_recordings)]
     if not args.corpus_dir:
         raise StepFailed(f"--corpus {args.corpus} needs --corpus-dir")
     return base + [args.corpus, args.corpus_dir, data]
@@ -361,6 +362,8 @@ def build_parser():
                         help="hparams profile (default: demo for --corpus demo, paper for --corpus lp)")
     parser.add_argument("--size", default="default", help="demo corpus size")
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
+    parser.add_argument("--long-recordings", type=int, default=0, metavar="N",
+                        help="demo corpus: N multi-sentence recordings per split (8: LP-like durations)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=None,
                         help="steps run at once (default: 2 on a CPU with 2+ cores, else 1)")

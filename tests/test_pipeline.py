@@ -47,6 +47,13 @@ def test_plan_orders_every_step_after_what_it_reads(tmp_path):
         "prepare corpus", "stand-in text encoder", "stand-in wav2vec2"}
 
 
+def test_the_demo_corpus_gets_long_recordings_when_asked(tmp_path):
+    default, lp_like = (next(s for s in pipeline.plan(_args(tmp_path, *extra)) if s.label == "prepare corpus").cmd
+                        for extra in ((), ("--long-recordings", "8")))
+    assert default[default.index("--long-recordings") + 1] == "0"
+    assert lp_like[lp_like.index("--long-recordings") + 1] == "8"
+
+
 def test_plan_runs_every_row_per_seed_and_the_asr_once(tmp_path):
     steps = pipeline.plan(_args(tmp_path, "--seeds", "1 2"))
     labels = [s.label for s in steps]
