@@ -117,6 +117,39 @@ def _transcribe_cmd(asr_run, data, args):
             "--device", args.device]
 
 
+def select_rows(rows, names):
+    """The registry rows named in ``names`` (comma-separated) and the rows they need, in registry order.
+
+    A row needs the row it starts from (``init_from``) and the row whose ASR transcribes its corpus
+    (``asr`` included). Raises ValueError naming an unknown row.
+
+    Example
+    -------
+    >>> rows = [{"name": "asr", "init_from": "", "needs": ""},
+    ...         {"name": "s1", "init_from": "", "needs": ""},
+    ...         {"name": "s2", "init_from": "s1", "needs": "own_asr:s1"},
+    ...         {"name": "pipe", "init_from": "", "needs": "asr_words"}]
+    >>> [r["name"] for r in select_rows(rows, "s2")]
+    ['s1', 's2']
+    >>> [r["name"] for r in select_rows(rows, "pipe,s1")]
+    ['asr', 's1', 'pipe']
+    """
+    by_name = {row["name"]: row for row in rows}
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in by_name]
+    if unknown:
+        raise ValueError(f"--systems names no registry row {', '.join(unknown)}; the rows are "
+                         f"{', '.join(by_name)}")
+    chosen = set()
+    while wanted:
+        name = wanted.pop()
+        if name not in chosen:
+            chosen.add(name)
+            row = by_name[name]
+            wanted += [n for n in (row["init_from"], transcriber(row)) if n]
+    return [row for row in rows if row["name"] in chosen]
+
+
 def plan(args, rows=None):
     """The steps of stages ``args.stage`` .. ``args.stop_stage`` (1-based, see :data:`STAGES`).
 
@@ -135,6 +168,8 @@ def plan(args, rows=None):
     out = Path(args.out).resolve()
     data = out / "data"
     rows = load_registry(REGISTRY) if rows is None else rows
+    if getattr(args, "systems", None):
+        rows = select_rows(rows, args.systems)
     seeds = args.seeds.split()
     first = seeds[0]
     wanted = range(args.stage, args.stop_stage + 1)
@@ -151,8 +186,10 @@ def plan(args, rows=None):
                 cmd[4:4] = ["--manifests", data]
             steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep], continues=False))
             standins.append(label)
-    asr = next(r for r in rows if r["name"] == "asr")
+    asr = next((r for r in rows if r["name"] == "asr"), None)
     asr_run = out / "results" / "asr" / first
+    if asr is None:  # --systems chose no row that reads the ASR's transcripts
+        wanted = [stage for stage in wanted if stage not in (3, 4)]
     if 3 in wanted:
         steps.append(Step(f"train asr seed {first}", _train_cmd(asr, data, asr_run, first, args),
                           asr_run / "metrics.json", [prep]))
@@ -364,6 +401,9 @@ def build_parser():
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
     parser.add_argument("--long-recordings", type=int, default=0, metavar="N",
                         help="demo corpus: N multi-sentence recordings per split (8: LP-like durations)")
+    parser.add_argument("--systems", default=None, metavar="ROW[,ROW...]",
+                        help="only these registry rows (recipes/systems.csv names) and the rows they "
+                        "need (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=None,
                         help="steps run at once (default: 2 on a CPU with 2+ cores, else 1)")
@@ -372,7 +412,13 @@ def build_parser():
 
 def main(argv=None):
     """Entry point; exit status 1 with the failing step's log on failure."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.systems:
+        try:
+            select_rows(load_registry(REGISTRY), args.systems)
+        except ValueError as err:
+            parser.exit(2, f"error: {err}\n")
     if args.profile is None:
         args.profile = {"demo": "demo", "lp": "paper"}.get(args.corpus)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")

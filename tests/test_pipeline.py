@@ -54,6 +54,18 @@ def test_the_demo_corpus_gets_long_recordings_when_asked(tmp_path):
     assert lp_like[lp_like.index("--long-recordings") + 1] == "8"
 
 
+def test_systems_chooses_rows_and_what_they_need(tmp_path, capsys):
+    labels = {s.label for s in pipeline.plan(_args(tmp_path, "--systems", "multitask"))}
+    assert {"train multitask_s1 seed 1", "transcribe with multitask_s1 seed 1", "train multitask seed 1"} <= labels
+    assert not {label for label in labels if "asr" in label or "text_man" in label}
+    labels = {s.label for s in pipeline.plan(_args(tmp_path, "--systems", "text_pipeline"))}
+    assert {"train asr seed 1", "transcribe with asr", "train text_pipeline seed 1"} <= labels
+    with pytest.raises(SystemExit) as stop:
+        pipeline.main(["--out", str(tmp_path), "--systems", "text_pipeline,nope"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: --systems names no registry row nope; the rows are asr,")
+
+
 def test_plan_runs_every_row_per_seed_and_the_asr_once(tmp_path):
     steps = pipeline.plan(_args(tmp_path, "--seeds", "1 2"))
     labels = [s.label for s in steps]
