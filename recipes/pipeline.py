@@ -376,7 +376,9 @@ def run(args):
     out = Path(args.out).resolve()
     jobs = args.jobs or default_jobs(args.device)
     threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else None
-    runner = Runner(out, jobs, None if "OMP_NUM_THREADS" in os.environ else threads)
+    if "OMP_NUM_THREADS" in os.environ:  # the user's setting wins
+        threads = None
+    runner = Runner(out, jobs, threads)
     logger.info("%d parallel step(s)%s", jobs, f", {threads} thread(s) each" if threads else "")
     steps = plan(args)
     # The results tree carries the registry it was made with, for `topic-id report` anywhere.
