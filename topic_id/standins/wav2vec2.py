@@ -57,9 +57,9 @@ def _hz(mel):
 def gabor_filterbank(n_bands, window=WINDOW, sample_rate=SAMPLE_RATE):
     """Gabor band-pass filters at mel-spaced centres, ``PHASES`` phases each: [PHASES * n_bands, 1, window].
 
-    Band ``b`` is centred on the ``b``-th of ``n_bands`` frequencies evenly spaced on the mel scale
-    between :data:`LOWEST_HZ` and :data:`HIGHEST_HZ`; its Gaussian envelope has a frequency
-    standard deviation of half the spacing to the next centre (neighbouring bands cross near half
+    Band ``b`` is centred on the ``b``-th of ``n_bands + 1`` frequencies evenly spaced on the mel
+    scale from :data:`LOWEST_HZ` to :data:`HIGHEST_HZ` (the last one only sets the top band's width);
+    its Gaussian envelope has a frequency standard deviation of half the spacing to the next centre (neighbouring bands cross near half
     their peak), truncated to the window. Rows ``PHASES * b + k`` are its phases ``k * pi / 2``,
     each with unit norm.
 
