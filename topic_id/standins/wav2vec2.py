@@ -59,8 +59,8 @@ def gabor_filterbank(n_bands, window=WINDOW, sample_rate=SAMPLE_RATE):
 
     Band ``b`` is centred on the ``b``-th of ``n_bands + 1`` frequencies evenly spaced on the mel
     scale from :data:`LOWEST_HZ` to :data:`HIGHEST_HZ` (the last one only sets the top band's width);
-    its Gaussian envelope has a frequency standard deviation of half the spacing to the next centre (neighbouring bands cross near half
-    their peak), truncated to the window. Rows ``PHASES * b + k`` are its phases ``k * pi / 2``,
+    its Gaussian envelope has a frequency standard deviation of half the spacing to the next centre
+    (neighbouring bands cross near half their peak), truncated to the window. Rows ``PHASES * b + k`` are its phases ``k * pi / 2``,
     each with unit norm.
 
     Example
