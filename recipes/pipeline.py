@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.fileio import atomic_write
+from topic_id.experiment import profile_overrides
 from topic_id.registry import RESULTS_COPY, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,27 @@ def _transcribe_cmd(asr_run, data, args):
             "--device", args.device]
 
 
-def select_rows(rows, names):
+def warm_started(row, profile):
+    """Whether the profile starts this row from the ASR row's model (its YAML's ``warm_start_asr``).
+
+    The multi-task stage 1 of the demo profile does (hparams/multitask.yaml); the paper profile trains
+    it from scratch, as the paper.
+
+    >>> row = {"hparams": "hparams/multitask.yaml"}
+    >>> warm_started(row, "demo"), warm_started(row, "paper"), warm_started(row, None)
+    (True, False, False)
+    """
+    if not profile:
+        return False
+    return bool(profile_overrides(ROOT / row["hparams"], profile).get("warm_start_asr"))
+
+
+def select_rows(rows, names, warm=()):
     """The registry rows named in ``names`` (comma-separated) and the rows they need, in registry order.
 
-    A row needs the row it starts from (``init_from``) and the row whose ASR transcribes its corpus
-    (``asr`` included). Raises ValueError naming an unknown row.
+    A row needs the row it starts from (``init_from``), the row whose ASR transcribes its corpus
+    (``asr`` included) and, if its name is in ``warm`` (:func:`warm_started`), the ASR row. Raises
+    ValueError naming an unknown row.
 
     Example
     -------
@@ -133,6 +150,8 @@ def select_rows(rows, names):
     ['s1', 's2']
     >>> [r["name"] for r in select_rows(rows, "pipe,s1")]
     ['asr', 's1', 'pipe']
+    >>> [r["name"] for r in select_rows(rows, "s2", warm={"s1"})]
+    ['asr', 's1', 's2']
     """
     by_name = {row["name"]: row for row in rows}
     wanted = [name.strip() for name in names.split(",") if name.strip()]
@@ -147,6 +166,8 @@ def select_rows(rows, names):
             chosen.add(name)
             row = by_name[name]
             wanted += [n for n in (row["init_from"], transcriber(row)) if n]
+            if name in warm:
+                wanted.append("asr")
     return [row for row in rows if row["name"] in chosen]
 
 
@@ -168,8 +189,9 @@ def plan(args, rows=None):
     out = Path(args.out).resolve()
     data = out / "data"
     rows = load_registry(REGISTRY) if rows is None else rows
+    warm = {row["name"] for row in rows if warm_started(row, args.profile)}
     if getattr(args, "systems", None):
-        rows = select_rows(rows, args.systems)
+        rows = select_rows(rows, args.systems, warm)
     seeds = args.seeds.split()
     first = seeds[0]
     wanted = range(args.stage, args.stop_stage + 1)
@@ -193,7 +215,7 @@ def plan(args, rows=None):
     if 3 in wanted:
         steps.append(Step(f"train asr seed {first}", _train_cmd(asr, data, asr_run, first, args),
                           asr_run / "metrics.json", [prep]))
-    if 4 in wanted:
+    if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
         # No marker: transcribe.py itself skips manifests this checkpoint already filled.
         steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args), None,
                           [f"train asr seed {first}"]))
@@ -214,6 +236,10 @@ def plan(args, rows=None):
                                       before=lambda c=corpus: transcribed_copy(data, c)))
                     deps.append(label)
                 extra = []
+                if row["name"] in warm:
+                    # Its ASR half starts from the ASR row's model (hparams/multitask.yaml).
+                    extra.append(f"--init_from={asr_run}")
+                    deps.append(f"train asr seed {first}")
                 if row["init_from"]:
                     extra.append(f"--init_from={out / 'results' / row['init_from'] / seed}")
                     deps.append(f"train {row['init_from']} seed {seed}")

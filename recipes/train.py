@@ -97,6 +97,11 @@ def load(argv):
     return hparams_file, run_opts, overrides, hparams
 
 
+def _takes_units(hparams):
+    """Whether this run starts its ASR decoder from another run, whose units it must then use."""
+    return "tokenizer" in hparams and "embedding" in hparams.get("init_modules", ())
+
+
 def check_loaded(hparams):
     """:func:`topic_id.checks.check_config`, the label count, and the stage a run starts from."""
     check_config(hparams)
@@ -105,9 +110,14 @@ def check_loaded(hparams):
     if "n_topics" in hparams and n_labels != hparams["n_topics"]:
         raise ConfigError(f"{labels_file} lists {n_labels} topics but n_topics is {hparams['n_topics']}; "
                           "drop the --n_topics override or prepare the corpus again")
+    if hparams.get("warm_start_asr") and not hparams.get("init_from"):
+        raise ConfigError("warm_start_asr starts this stage from a trained ASR: give its run folder as "
+                          "--init_from=<results/asr/SEED>, or set --warm_start_asr=False")
     if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:
         transfer.source_checkpoint(hparams["init_from"], hparams["checkpointer"].recoverables,
                                    hparams["init_modules"], hparams["init_select"], labels_file=labels_file)
+        if _takes_units(hparams):
+            transfer.asr_units(hparams["init_from"], hparams["tokenizer"])
         if hparams["epoch_counter"].limit == 0:
             trainable = {name for name, module in hparams["modules"].items()
                          if any(p.requires_grad for p in module.parameters())}
@@ -145,6 +155,9 @@ def run(argv):
     if dataio.text_encoder_of(hparams) is not None:
         # The frozen encoder runs once, on the main process, before any dataloader exists (B13).
         sb.utils.distributed.run_on_main(dataio.precompute_texts, args=[hparams])
+    fresh_transfer = bool(hparams.get("init_from")) and hparams["checkpointer"].find_checkpoint() is None
+    if fresh_transfer and _takes_units(hparams):
+        sb.utils.distributed.run_on_main(transfer.take_units, args=[hparams["init_from"], hparams["tokenizer"]])
     datasets = dataio.dataio_prepare(hparams, labels)
     # Fixed-size batches, or dynamic ones when the YAML (or the paper profile) says so.
     loaders = dataio.loader_kwargs(hparams, datasets)
@@ -157,7 +170,7 @@ def run(argv):
         checkpointer=hparams["checkpointer"],
     )
     transferred = False
-    if hparams.get("init_from") and hparams["checkpointer"].find_checkpoint() is None:
+    if fresh_transfer:
         # A fresh later stage starts from the earlier stage's best checkpoint; a restarted one
         # resumes its own checkpoints instead (B6).
         transfer.init_from(

@@ -85,6 +85,45 @@ def test_profiles_give_both_multitask_stages_the_same_encoder(profile):
     assert {k: stage1.get(k) for k in keys} == {k: stage2.get(k) for k in keys}
 
 
+ASR_MODULES = ("n_mels", "cnn_blocks", "cnn_channels", "time_pooling_size", "rnn_layers", "rnn_neurons",
+               "dnn_neurons", "output_neurons", "emb_size", "dec_neurons", "dec_attn_dim", "norm_type")
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in PROFILE_DIR.glob("*.yaml")))
+def test_profiles_that_warm_start_stage_one_give_it_the_asr_sizes(profile):
+    sections = yaml.safe_load((PROFILE_DIR / f"{profile}.yaml").read_text(encoding="utf-8").replace("!ref ", ""))
+    stage1, asr = sections.get("multitask") or {}, sections.get("asr") or {}
+    if stage1.get("warm_start_asr"):
+        assert {k: stage1.get(k) for k in ASR_MODULES} == {k: asr.get(k) for k in ASR_MODULES}
+
+
+def test_stage_one_warm_starts_from_the_asr_row(registry_runs, train, tmp_path, capsys):
+    asr_run, corpus = registry_runs("asr")
+    best = Checkpointer(asr_run / "save").find_checkpoint(min_key="wer")
+    # With a zero learning rate, stage 1's ASR modules after an epoch are the ASR run's.
+    run = train("hparams/multitask.yaml", corpus, tmp_path / "warm", "--warm_start_asr=True",
+                f"--init_from={asr_run}", "--lr=0", "--number_of_epochs=1")
+    assert f"initialised decoder from {best.path}" in (run / "log.txt").read_text()
+    ours = Checkpointer(run / "save").find_checkpoint()
+    for name in ("audio_encoder", "embedding", "decoder", "seq_lin", "ctc_lin"):
+        theirs = torch.load(best.paramfiles[name], map_location="cpu")
+        mine = torch.load(ours.paramfiles[name], map_location="cpu")
+        weights = [k for k in theirs if "running_" not in k and "num_batches" not in k]
+        assert weights and all(torch.equal(theirs[k], mine[k]) for k in weights), name
+    # Without the ASR run, other sizes, or other units: one line each, nothing written.
+    capsys.readouterr()
+    for args, message in (
+        (["--warm_start_asr=True"], "error: warm_start_asr starts this stage from a trained ASR"),
+        ([f"--init_from={asr_run}", "--dec_neurons=16"], "error: decoder."),
+        ([f"--init_from={asr_run}", "--output_neurons=30"], "error: "),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            train("hparams/multitask.yaml", corpus, tmp_path / "bad", *args)
+        err = capsys.readouterr().err.strip()
+        assert stop.value.code == 2 and err.startswith(message) and "\n" not in err, err
+        assert not (tmp_path / "bad" / "save").exists()
+
+
 def test_text_blstm_ignores_padding():
     torch.manual_seed(0)
     blstm = TextBLSTM(6, hidden_size=4, num_layers=2).eval()

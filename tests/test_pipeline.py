@@ -57,13 +57,30 @@ def test_the_demo_corpus_gets_long_recordings_when_asked(tmp_path):
 def test_systems_chooses_rows_and_what_they_need(tmp_path, capsys):
     labels = {s.label for s in pipeline.plan(_args(tmp_path, "--systems", "multitask"))}
     assert {"train multitask_s1 seed 1", "transcribe with multitask_s1 seed 1", "train multitask seed 1"} <= labels
-    assert not {label for label in labels if "asr" in label or "text_man" in label}
+    # The demo's stage 1 starts from the ASR row (warm_start_asr); nothing here reads its transcripts.
+    assert "train asr seed 1" in labels
+    assert not {label for label in labels if "with asr" in label or "text_man" in label}
+    args = _args(tmp_path, "--systems", "multitask")
+    args.profile = "paper"
+    assert not {s.label for s in pipeline.plan(args) if "asr seed" in s.label}
     labels = {s.label for s in pipeline.plan(_args(tmp_path, "--systems", "text_pipeline"))}
     assert {"train asr seed 1", "transcribe with asr", "train text_pipeline seed 1"} <= labels
     with pytest.raises(SystemExit) as stop:
         pipeline.main(["--out", str(tmp_path), "--systems", "text_pipeline,nope"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.startswith("error: --systems names no registry row nope; the rows are asr,")
+
+
+def test_multitask_stage_one_starts_from_the_asr_row_where_the_profile_says(tmp_path):
+    for profile, warm in (("demo", True), ("paper", False)):
+        args = _args(tmp_path, "--seeds", "1 2")
+        args.profile = profile
+        steps = {s.label: s for s in pipeline.plan(args)}
+        for seed in ("1", "2"):
+            stage1 = steps[f"train multitask_s1 seed {seed}"]
+            # Every seed's stage 1 starts from the one ASR run the table trains (the first seed's).
+            init = f"--init_from={tmp_path.resolve() / 'results' / 'asr' / '1'}"
+            assert (init in stage1.cmd) is warm and ("train asr seed 1" in stage1.deps) is warm
 
 
 def test_plan_runs_every_row_per_seed_and_the_asr_once(tmp_path):

@@ -9,8 +9,10 @@ fresh (a restarted stage resumes from its own checkpoints instead).
 """
 
 import logging
+import shutil
 from pathlib import Path
 
+import torch
 from speechbrain.utils.checkpoints import DEFAULT_LOAD_HOOKS, get_default_hook
 
 from topic_id.runs import Run, RunError
@@ -68,7 +70,23 @@ def source_checkpoint(run_dir, modules, names, metric, labels_file=None):
             raise TransferError(f"this stage has no module {name!r} to initialise")
         if name not in ckpt.paramfiles:
             raise TransferError(f"{ckpt.path} has no {name!r}; it holds {sorted(ckpt.paramfiles)}")
+        _check_shapes(name, modules[name], ckpt.paramfiles[name])
     return ckpt
+
+
+def _check_shapes(name, module, paramfile):
+    """Refuse a saved module whose tensors have other shapes than this stage's (other sizes)."""
+    if not isinstance(module, torch.nn.Module):
+        return
+    saved = torch.load(paramfile, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict):  # a custom checkpoint format (e.g. normalisation statistics)
+        return
+    for key, tensor in module.state_dict().items():
+        theirs = saved.get(key)
+        if isinstance(theirs, torch.Tensor) and theirs.shape != tensor.shape:
+            raise TransferError(
+                f"{name}.{key} is {list(theirs.shape)} in {paramfile} but {list(tensor.shape)} here: "
+                "the two stages must be built at the same sizes (same profile and size overrides)")
 
 
 def init_from(run_dir, modules, names, metric, labels_file=None):
@@ -102,3 +120,36 @@ def init_from(run_dir, modules, names, metric, labels_file=None):
         load(modules[name], ckpt.paramfiles[name], end_of_epoch=True)
         logger.info("initialised %s from %s", name, ckpt.path)
     return ckpt.path
+
+
+def asr_units(run_dir, tokenizer):
+    """The earlier run's SentencePiece model that a stage starting from its ASR modules takes over.
+
+    The decoder's embedding and output rows are unit ids, so the later stage must read and write
+    the same units: it uses the earlier run's model instead of training its own.
+
+    Arguments
+    ---------
+    run_dir : str or Path
+        The earlier run's output folder (with ``tokenizer/``).
+    tokenizer : topic_id.asr.Tokenizer
+        This run's tokenizer (its model file's name says the unit count and type).
+
+    Returns
+    -------
+    Path
+    """
+    theirs = Path(run_dir) / "tokenizer" / tokenizer.model_file.name
+    if not theirs.is_file():
+        raise TransferError(f"{run_dir} has no SentencePiece model {tokenizer.model_file.name}: start from an "
+                            "ASR with the same output_neurons and unit type")
+    return theirs
+
+
+def take_units(run_dir, tokenizer):
+    """Copy :func:`asr_units` into this run's tokenizer folder (its own training then skips)."""
+    theirs = asr_units(run_dir, tokenizer)
+    tokenizer.model_dir.mkdir(parents=True, exist_ok=True)
+    for suffix in (".vocab", ".model"):  # the model last: its presence means complete
+        if theirs.with_suffix(suffix).is_file():
+            shutil.copyfile(theirs.with_suffix(suffix), tokenizer.model_file.with_suffix(suffix))
