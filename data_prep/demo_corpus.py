@@ -80,8 +80,9 @@ one training example where its sentences were several, and 24 (3 per topic) took
 bag-of-words test accuracy of seed 0 from 0.865 to 0.70 (8: 0.86).
 
 Not in the default corpus yet: with 8, `make demo` (seed 1) took 17.8 min instead of 14.1 and
-its multi-task row fell to 15 % test micro-F1 (issue 14 notes); the default stays one sentence
-per recording until the demo fits its budget with them."""
+its multi-task row fell to 15 % test micro-F1 (issue 14 notes; 78.8 % since the demo's stage 1
+starts from the ASR row); the default stays one sentence per recording until the demo fits its
+budget with them."""
 
 LONG_SENTENCES = (3, 7)
 """Fewest and most sentences of a multi-sentence recording; at :data:`SPEECH_SECONDS` per
