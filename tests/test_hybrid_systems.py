@@ -110,12 +110,12 @@ def test_stage_one_warm_starts_from_the_asr_row(registry_runs, train, tmp_path, 
         mine = torch.load(ours.paramfiles[name], map_location="cpu")
         weights = [k for k in theirs if "running_" not in k and "num_batches" not in k]
         assert weights and all(torch.equal(theirs[k], mine[k]) for k in weights), name
-    # Without the ASR run, other sizes, or other units: one line each, nothing written.
+    # Without the ASR run, with other sizes or another unit count: one line each, nothing written.
     capsys.readouterr()
     for args, message in (
         (["--warm_start_asr=True"], "error: warm_start_asr starts this stage from a trained ASR"),
         ([f"--init_from={asr_run}", "--dec_neurons=16"], "error: decoder."),
-        ([f"--init_from={asr_run}", "--output_neurons=30"], "error: "),
+        ([f"--init_from={asr_run}", "--output_neurons=30"], "error: embedding."),
     ):
         with pytest.raises(SystemExit) as stop:
             train("hparams/multitask.yaml", corpus, tmp_path / "bad", *args)
