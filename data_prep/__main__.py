@@ -122,9 +122,10 @@ def build_parser():
     demo = command("demo", _demo, "synthesise the built-in Finnish topic corpus", seed=0)
     demo.add_argument("out_dir")
     demo.add_argument("--size", choices=("tiny", "default", "large"), default="default")
-    demo.add_argument("--long-recordings", type=int, default=0, metavar="N",
+    demo.add_argument("--long-recordings", type=int, default=None, metavar="N",
                       help="multi-sentence recordings (3-7 sentences, up to ~28 s) per split, made of "
-                           "the split's own sentences; 8 gives one per topic (default: 0, all one sentence)")
+                           "the split's own sentences (default: 8 for --size default, one per topic; "
+                           "32 for large; 0 for tiny); 0 makes every recording one sentence")
 
     speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
     speak.add_argument("text_csv")

@@ -68,21 +68,19 @@ SPEECH_SECONDS = (1.8, 4.6)
 """Demo utterances whose speech falls outside this window are re-spoken at an adjusted rate;
 with the silence padding the files last about 2 to 5 s, which keeps CPU training cheap."""
 
-LP_LIKE_LONG_RECORDINGS = 8
-"""Multi-sentence recordings per split of ``--long-recordings`` (issue 14): a donor of LP talks on
-about one topic for a few sentences, from a few seconds to minutes, where every other demo
-recording is one sentence. Each joins :data:`LONG_SENTENCES` of the split's planned sentences of
-one topic (and, in train, one subset) into one recording by one voice, so the corpus keeps its
-sentences and its hours while training, dynamic batching, the ASR and transcription meet
-recordings of 10-30 s. The topics of a split's long recordings go round the eight in a seeded
-order: 8 gives one per topic and split. More in train cost the text rows: a long transcript is
-one training example where its sentences were several, and 24 (3 per topic) took the
-bag-of-words test accuracy of seed 0 from 0.865 to 0.70 (8: 0.86).
-
-Not in the default corpus yet: with 8, `make demo` (seed 1) took 17.8 min instead of 14.1 and
-its multi-task row fell to 15 % test micro-F1 (issue 14 notes; 78.8 % since the demo's stage 1
-starts from the ASR row); the default stays one sentence per recording until the demo fits its
-budget with them."""
+LONG_RECORDINGS = {"tiny": 0, "default": 8, "large": 32}
+"""Multi-sentence recordings per split of each size, unless ``--long-recordings`` says otherwise
+(issue 14): a donor of LP talks on about one topic for a few sentences, from a few seconds to
+minutes, where every other demo recording is one sentence. Each joins :data:`LONG_SENTENCES` of
+the split's planned sentences of one topic (and, in train, one subset) into one recording by one
+voice, so the corpus keeps its sentences and its hours while training, dynamic batching, the ASR
+and transcription meet recordings of 10-30 s, as they do on LP. The topics of a split's long
+recordings go round the eight in a seeded order: 8 gives one per topic and split (``large``: four
+per topic, the same share). More in train cost the text rows: a long transcript is one training
+example where its sentences were several, and 24 in the default size (3 per topic) took the
+bag-of-words test accuracy of seed 0 from 0.865 to 0.70 (8: 0.86). ``tiny`` (the tests' corpus)
+keeps one sentence per recording, so that its 16 test recordings stay 16 topic decisions; tests
+that need long recordings ask for them."""
 
 LONG_SENTENCES = (3, 7)
 """Fewest and most sentences of a multi-sentence recording; at :data:`SPEECH_SECONDS` per
@@ -183,7 +181,7 @@ def _plan_demo(seed, size, long_recordings=0):
 
 
 def _join_long(rng, plans, counts):
-    """Join planned sentences into multi-sentence recordings (:data:`LP_LIKE_LONG_RECORDINGS`).
+    """Join planned sentences into multi-sentence recordings (:data:`LONG_RECORDINGS`).
 
     A long recording takes the first sentence's ID, voice and audio settings; its text is the
     sentences in order, its ``kind`` is ``"long"`` with ``sentences`` and ``kinds`` recorded, and
@@ -274,7 +272,7 @@ def bow_baseline(splits):
     return result
 
 
-def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=0):
+def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=None):
     """Build the built-in corpus: colloquial Finnish speech about the paper's eight topics.
 
     Arguments
@@ -288,9 +286,9 @@ def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=0
         ``large`` (2560).
     force : bool
         Rebuild even when ``out_dir`` holds a finished corpus.
-    long_recordings : int
-        Multi-sentence recordings per split (:data:`LP_LIKE_LONG_RECORDINGS`); 0 keeps every
-        recording one sentence.
+    long_recordings : int, optional
+        Multi-sentence recordings per split (default: the size's :data:`LONG_RECORDINGS`); 0
+        keeps every recording one sentence.
 
     Returns
     -------
@@ -304,6 +302,8 @@ def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=0
     """
     if size not in SIZES:
         raise PrepError(f"unknown demo size {size!r}: choose one of {', '.join(SIZES)}")
+    if long_recordings is None:
+        long_recordings = LONG_RECORDINGS[size]
     if long_recordings < 0:
         raise PrepError(f"--long-recordings must be 0 or more, not {long_recordings}")
     out_dir = Path(out_dir)

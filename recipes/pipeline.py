@@ -97,8 +97,10 @@ def prepare_command(args, data):
     """The data_prep command of the chosen corpus."""
     base = [sys.executable, "-m", "data_prep"]
     if args.corpus == "demo":
-        return base + ["demo", data, "--size", args.size, "--seed", str(args.corpus_seed),
-                       "--long-recordings", str(args.long_recordings)]
+        cmd = base + ["demo", data, "--size", args.size, "--seed", str(args.corpus_seed)]
+        if args.long_recordings is not None:
+            cmd += ["--long-recordings", str(args.long_recordings)]
+        return cmd
     if not args.corpus_dir:
         raise StepFailed(f"--corpus {args.corpus} needs --corpus-dir")
     return base + [args.corpus, args.corpus_dir, data]
@@ -427,8 +429,9 @@ def build_parser():
                         help="hparams profile (default: demo for --corpus demo, paper for --corpus lp)")
     parser.add_argument("--size", default="default", help="demo corpus size")
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
-    parser.add_argument("--long-recordings", type=int, default=0, metavar="N",
-                        help="demo corpus: N multi-sentence recordings per split (8: LP-like durations)")
+    parser.add_argument("--long-recordings", type=int, default=None, metavar="N",
+                        help="demo corpus: N multi-sentence recordings per split (default: the size's, "
+                        "8 for the default size; 0: every recording one sentence)")
     parser.add_argument("--systems", default=None, metavar="ROW[,ROW...]",
                         help="only these registry rows (recipes/systems.csv names) and the rows they "
                         "need (default: all)")

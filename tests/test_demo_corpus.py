@@ -108,7 +108,7 @@ def test_default_text_is_learnable_but_not_trivial():
 
 def test_lp_like_corpus_has_one_multi_sentence_recording_per_topic_and_split():
     """Issue 14: LP-like durations. The sentences are kept: joined, not added."""
-    plans = demo_corpus._plan_demo(0, "default", demo_corpus.LP_LIKE_LONG_RECORDINGS)
+    plans = demo_corpus._plan_demo(0, "default", demo_corpus.LONG_RECORDINGS["default"])
     assert sum(p.get("sentences", 1) for p in plans) == sum(demo_corpus.SIZES["default"].values())
     by_id = {p["ID"]: p for p in plans}
     for split in ("train", "dev", "test"):
@@ -121,6 +121,25 @@ def test_lp_like_corpus_has_one_multi_sentence_recording_per_topic_and_split():
             assert p["speech_window"][1] == pytest.approx(p["sentences"] * demo_corpus.SPEECH_SECONDS[1])
     assert len(by_id) == len(plans)
     assert not any(p["kind"] == "long" for p in demo_corpus._plan_demo(0, "default"))
+
+
+def test_the_default_size_has_lp_like_durations_unless_told(monkeypatch, tmp_path):
+    """Issue 14, point 3: the built-in corpus itself has LP-like durations; tiny (the tests') not."""
+    asked = []
+
+    class Planned(Exception):
+        pass
+
+    def plan(seed, size, long_recordings):
+        asked.append((size, long_recordings))
+        raise Planned
+
+    monkeypatch.setattr(demo_corpus, "ready_synthesizer", lambda: None)
+    monkeypatch.setattr(demo_corpus, "_plan_demo", plan)
+    for n, (size, told) in enumerate((("default", None), ("tiny", None), ("default", 0), ("large", None))):
+        with pytest.raises(Planned):
+            prepare_demo(tmp_path / str(n), size=size, long_recordings=told)
+    assert asked == [("default", 8), ("tiny", 0), ("default", 0), ("large", 32)]
 
 
 def test_multi_sentence_recordings_are_spoken_long(tmp_path):

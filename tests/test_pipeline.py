@@ -48,10 +48,11 @@ def test_plan_orders_every_step_after_what_it_reads(tmp_path):
 
 
 def test_the_demo_corpus_gets_long_recordings_when_asked(tmp_path):
-    default, lp_like = (next(s for s in pipeline.plan(_args(tmp_path, *extra)) if s.label == "prepare corpus").cmd
-                        for extra in ((), ("--long-recordings", "8")))
-    assert default[default.index("--long-recordings") + 1] == "0"
-    assert lp_like[lp_like.index("--long-recordings") + 1] == "8"
+    default, short = (next(s for s in pipeline.plan(_args(tmp_path, *extra)) if s.label == "prepare corpus").cmd
+                      for extra in ((), ("--long-recordings", "0")))
+    # Unless told, data_prep's own default for the size (LP-like durations for the default size).
+    assert "--long-recordings" not in default
+    assert short[short.index("--long-recordings") + 1] == "0"
 
 
 def test_systems_chooses_rows_and_what_they_need(tmp_path, capsys):
