@@ -12,7 +12,7 @@ them. Any run whose checkpoint names its ASR modules as ``topic_id.asr.DECODE_MO
 (``hparams/asr.yaml``, the multi-task system).
 
 Recordings longer than the ASR's segment limit (``--max-segment-seconds``, default a little over
-its longest training utterance: ``topic_id.asr.segment_limit``) are cut at pauses into pieces within
+the 90th percentile of its training durations: ``topic_id.asr.segment_limit``) are cut at pauses into pieces within
 that limit, decoded, and their hypotheses joined (long-form decoding, ``topic_id.asr.decode``): an
 attention decoder stops early on input much longer than it was trained on.
 """
@@ -49,7 +49,7 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="decode manifests already filled")
     parser.add_argument("--max-segment-seconds", type=_positive, default=None, metavar="S",
                         help="cut longer recordings into pieces of at most S seconds (default: the "
-                             "ASR run's longest training utterance and a little more)")
+                             "ASR run's usual training duration and a little more: 1.25 x the 90th percentile)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -15,8 +15,9 @@ from wherever it is moved. It holds::
     text_encoder/           a stand-in BERT, copied; FinBERT is referenced (hub id or local path)
     <asr>.yaml asr_*.ckpt   the ASR that turns audio into text for systems with a text branch, and
     asr/tokenizer/          its SentencePiece model (hyperparams.yaml also records its segment limit
-                            of long-form decoding, asr_max_segment_seconds: a little over its
-                            longest training utterance, read from its manifest at export time)
+                            of long-form decoding, asr_max_segment_seconds: a little over the
+                            90th percentile of its training durations, read from its manifest
+                            at export time)
     custom_interface.py     for foreign_class
     export.json             what was exported from where; the file list checked before loading
 
@@ -251,7 +252,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
             *_include_block("asr", asr_yaml, _system_overrides(asr_run, "asr")),
             f"asr_tokenizer_dir: {ASR_TOKENIZER_DIR}",
             "# Longer recordings are transcribed in pieces of at most this many seconds (a little",
-            "# over its longest training utterance: topic_id.asr.segment_limit).",
+            "# over the 90th percentile of its training durations: topic_id.asr.segment_limit).",
             _yaml_line("asr_max_segment_seconds", max_segment_seconds),
             "",
         ]

@@ -151,8 +151,8 @@ class TopicIdentifier(Pretrained):
         wav_lens : torch.Tensor, optional
             Relative lengths [B].
         max_segment_seconds : float, optional
-            The segment limit (default: the export's ``asr_max_segment_seconds``, the ASR's
-            longest training utterance and a little more).
+            The segment limit (default: the export's ``asr_max_segment_seconds``, a little over the
+            90th percentile of the ASR's training durations).
 
         Returns
         -------
