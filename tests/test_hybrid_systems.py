@@ -124,6 +124,23 @@ def test_stage_one_warm_starts_from_the_asr_row(registry_runs, train, tmp_path, 
         assert not (tmp_path / "bad" / "save").exists()
 
 
+def test_a_source_run_without_these_units_is_refused(tmp_path):
+    """A stage that takes an ASR's units needs that run's SentencePiece model of its own name."""
+    from types import SimpleNamespace
+
+    from topic_id import transfer
+
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "40_unigram.model").write_bytes(b"units")
+    ours = SimpleNamespace(model_file=tmp_path / "mine" / "40_unigram.model", model_dir=tmp_path / "mine")
+    assert transfer.asr_units(tmp_path, ours) == tmp_path / "tokenizer" / "40_unigram.model"
+    transfer.take_units(tmp_path, ours)
+    assert ours.model_file.read_bytes() == b"units"
+    other = SimpleNamespace(model_file=tmp_path / "mine" / "40_char.model", model_dir=tmp_path / "mine")
+    with pytest.raises(transfer.TransferError, match="has no SentencePiece model 40_char.model"):
+        transfer.asr_units(tmp_path, other)
+
+
 def test_text_blstm_ignores_padding():
     torch.manual_seed(0)
     blstm = TextBLSTM(6, hidden_size=4, num_layers=2).eval()
