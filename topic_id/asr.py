@@ -395,8 +395,9 @@ handful of long training recordings does not teach the decoder to read to the en
 long: on the built-in corpus with LP-like durations (its longest transcribed training recording
 within ``avoid_if_longer_than`` a 3-sentence one of 8.3 s, the 90th percentile 4.9 s), the demo
 ASR's test WER was 44.8 % with the limit at 1.25 x the longest (10.4 s; 65.1 % on the recordings
-over 10 s), 41.5 % at 1.25 x the 90th percentile (6.2 s; 60.2 %) and 41.8 % at 5.0 s. Where the
-training durations are even, as on a corpus of one sentence per recording, the two agree."""
+over 10 s), 41.6 % at 1.25 x the 90th percentile (6.1 s), 41.5 % at 6.2 s (60.2 %) and 41.8 % at
+5.0 s. Where the training durations are even, as on a corpus of one sentence per recording, the
+two agree."""
 
 
 def training_duration(train_csv, train_subset="all", avoid_if_longer_than=None, quantile=1.0):
