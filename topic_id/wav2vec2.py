@@ -2,7 +2,7 @@
 
 The paper fine-tuned ``facebook/wav2vec2-xls-r-300m`` (Sec. III-B; no recipe was published, B16).
 :class:`Wav2Vec2` is SpeechBrain's Hugging Face integration
-(``speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2``) with three changes:
+(``speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2``) with four changes:
 
 - the source is resolved by :func:`topic_id.hub.resolve_model` (a folder in Hugging Face format,
   or a hub id in the local Hugging Face cache, fetched only with ``hub_download=True``);
@@ -14,6 +14,10 @@ The paper fine-tuned ``facebook/wav2vec2-xls-r-300m`` (Sec. III-B; no recipe was
   a short utterance's input depended on its batch: B5);
 - it returns its output frames with their exact relative lengths (the frame counts of the
   convolutional feature encoder), so pooling uses real frames only.
+- ``freeze_feature_extractor`` also calls Hugging Face's ``freeze_feature_encoder()``: SpeechBrain
+  only clears the parameters' ``requires_grad``, and the encoder then still marks its input as
+  needing grad in training, so autograd kept all seven conv layers' activations (about 8 GB for
+  XLS-R at 200 s batches) for a backward pass that updates nothing.
 
 The stand-in of the tests and the demo (:func:`topic_id.standins.wav2vec2.build_standin`) and
 pretrained ones (:mod:`topic_id.standins.pretrain`) load through the same code path and are named
@@ -50,7 +54,8 @@ class Wav2Vec2(_SBWav2Vec2):
     freeze : bool
         Freeze the whole model (feature extraction only).
     freeze_feature_extractor : bool
-        Freeze only the convolutional feature encoder (the usual fine-tuning setting).
+        Freeze only the convolutional feature encoder (the usual fine-tuning setting), through
+        Hugging Face's ``freeze_feature_encoder()``: no gradient and no activations kept for one.
     apply_spec_augment : bool
         The model's own time masking during training (``mask_time_prob`` of its config).
     layerdrop : float, optional
@@ -87,6 +92,10 @@ class Wav2Vec2(_SBWav2Vec2):
             freeze_feature_extractor=freeze_feature_extractor,
             apply_spec_augment=apply_spec_augment,
         )
+        if freeze_feature_extractor and not freeze:
+            # SpeechBrain only clears requires_grad; Hugging Face's encoder still marks its input
+            # as needing grad in training, so every conv layer's activations were kept for backward.
+            self.model.freeze_feature_encoder()
         if not apply_spec_augment and hasattr(self.model, "masked_spec_embed"):
             # Only time masking uses it; a trainable parameter without gradients would stall DDP.
             self.model.masked_spec_embed.requires_grad_(False)
