@@ -28,6 +28,7 @@ def _fails(train, capsys, corpus, out, hparams, *args):
     ((*AUDIO, "--train_subset=transcibed"), "--train_subset=transcibed is not one of all, transcribed"),
     (("hparams/asr.yaml", "--sorting=shuffled"), "--sorting=shuffled is not one of random, ascending"),
     (("hparams/audio_wav2vec2.yaml", "--train_hours_sampling=even"), "--train_hours_sampling=even is not one of"),
+    ((*AUDIO, "--anneal_lr=sometimes"), "--anneal_lr=sometimes is not one of True, False"),
     ((*TEXT, "--train_text=mytext"), "train.csv has no column 'mytext'"),
     ((*TEXT, "--eval_text=words,mytext"), "dev.csv has no column 'mytext'"),
     ((*TEXT, "--train_text=asr_words"), "no train row has text in it; for asr_words run recipes/transcribe.py"),

@@ -1,9 +1,12 @@
 """The system YAMLs share one training block (hparams/modules/training.yaml) and the same knobs."""
 
+import re
+
 import pytest
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
-from topic_id.experiment import top_level_keys
+from topic_id.experiment import profile_overrides, resolve_overrides, top_level_keys
 from conftest import ROOT
 
 BRAIN_YAMLS = sorted(
@@ -11,7 +14,7 @@ BRAIN_YAMLS = sorted(
 )
 AUDIO_YAMLS = [p for p in BRAIN_YAMLS if "sample_rate" in top_level_keys(p)]
 # The top-level keys each system passes into the fragment, so command-line overrides reach it.
-TRAINING_ARGS = ("lr", "lr_patience", "number_of_epochs", "batch_size", "test_batch_size")
+TRAINING_ARGS = ("lr", "anneal_lr", "lr_patience", "number_of_epochs", "batch_size", "test_batch_size")
 AUDIO_KNOBS = {"utterance_norm", "dynamic_batching", "max_batch_length", "num_buckets",
                "shuffle_buckets", "keep_in_memory"}
 
@@ -51,3 +54,42 @@ def test_overrides_reach_the_included_block(tmp_path):
     assert hp["test_dataloader_opts"] == {"batch_size": 6}
     assert hp["checkpointer"].recoverables["lr_annealing"] is hp["lr_annealing"]
     assert hp["checkpointer"].recoverables["counter"] is hp["epoch_counter"]
+
+
+def _schedule(anneal_lr, losses):
+    """The LRs the training block's scheduler gives over dev losses."""
+    overrides = {"lr": 0.01, "anneal_lr": anneal_lr, "number_of_epochs": 1, "batch_size": 1,
+                 "test_batch_size": 1, "output_folder": "unused"}
+    with open(ROOT / "hparams" / "modules" / "training.yaml", encoding="utf-8") as f:
+        scheduler = load_hyperpyyaml(f, overrides)["lr_annealing"]
+    return [round(scheduler(loss)[1], 6) for loss in losses]
+
+
+def test_lr_anneals_or_stays_constant():
+    flat = [1.0, 1.0, 1.0, 0.5, 0.5]
+    assert _schedule(True, flat) == [0.01, 0.008, 0.0064, 0.0064, 0.00512]
+    assert _schedule(False, flat) == [0.01] * 5
+
+
+def _default(path, key):
+    return yaml.safe_load(re.search(rf"^{key}: .*$", path.read_text(encoding="utf-8"), re.M).group(0))[key]
+
+
+@pytest.mark.parametrize("profile, anneal", [("paper", False), ("demo", True), ("tiny", True)])
+@pytest.mark.parametrize("path", BRAIN_YAMLS, ids=lambda p: p.stem)
+def test_only_the_paper_profile_keeps_the_lr_constant(path, profile, anneal):
+    """The published recipes' LR never changed; the demo and tiny profiles keep the annealing."""
+    given = profile_overrides(path, profile)
+    assert given.get("anneal_lr", _default(path, "anneal_lr")) is anneal
+    assert given.get("lr_patience", _default(path, "lr_patience")) == (
+        3 if (profile, path.stem) == ("demo", "audio_crdnn_embtransfer") else 0)
+
+
+@pytest.mark.parametrize("profile, factors", [("paper", (1.0, 1.0)), ("tiny", (0.8, 0.9))])
+def test_the_wav2vec2_encoder_follows_the_schedule(tiny_corpus, tmp_path, profile, factors):
+    given = {"data_folder": str(tiny_corpus), "output_folder": str(tmp_path),
+             "wav2vec2_source": str(tiny_corpus / "standin_wav2vec2"), "wav2vec2_dim": 32}
+    path = ROOT / "hparams" / "audio_wav2vec2.yaml"
+    with open(path, encoding="utf-8") as f:
+        hp = load_hyperpyyaml(f, resolve_overrides(path, yaml.safe_dump(given), profile))
+    assert (hp["lr_annealing"].annealing_factor, hp["encoder_lr_annealing"].annealing_factor) == factors

@@ -109,5 +109,6 @@ def check_config(hparams):
     """Every check of this module, on loaded hyperparameters (before training starts)."""
     check_choice(hparams, "sorting", SORTINGS)
     check_choice(hparams, "train_hours_sampling", SAMPLINGS)
+    check_choice(hparams, "anneal_lr", (True, False))
     check_data(hparams)
     check_encoder_dims(hparams)
