@@ -27,9 +27,8 @@ def _lp(args):
 
     if args.split_lists and (args.dev_hours is not None or args.test_hours is not None):
         raise PrepError("give either --split-lists or --dev-hours/--test-hours, not both")
-    hours = {k: 3.0 if v is None else v for k, v in (("dev", args.dev_hours), ("test", args.test_hours))}
-    prepare_lahjoita_puhetta(args.corpus_dir, args.out_dir, dev_hours=hours["dev"],
-                             test_hours=hours["test"], split_lists=args.split_lists,
+    prepare_lahjoita_puhetta(args.corpus_dir, args.out_dir, dev_hours=args.dev_hours,
+                             test_hours=args.test_hours, split_lists=args.split_lists,
                              max_duration=args.max_duration, seed=args.seed, force=args.force,
                              num_workers=args.num_workers, long=args.long)
 
@@ -101,10 +100,14 @@ def build_parser():
     lp.add_argument("out_dir")
     lp.add_argument("--split-lists", metavar="DIR",
                     help="folder with dev.txt, test.txt [, train.txt] of recording ids")
-    lp.add_argument("--dev-hours", type=float, help="hours drawn for dev (default 3, as in the paper)")
-    lp.add_argument("--test-hours", type=float, help="hours drawn for test (default 3, as in the paper)")
+    lp.add_argument("--dev-hours", type=float,
+                    help="hours drawn for dev (default 3, as in the paper, at most a tenth of the "
+                         "transcribed hours)")
+    lp.add_argument("--test-hours", type=float, help="hours drawn for test (default as --dev-hours)")
     max_duration(lp)
-    lp.add_argument("--num-workers", type=int, default=1, help="processes converting audio")
+    lp.add_argument("--num-workers", type=int, default=None,
+                    help="processes converting audio (default: one per available CPU core, "
+                         "and per 256 recordings)")
 
     csv_cmd = command("csv", _csv,
                       "prepare a corpus described by a CSV (path, topic[, transcript, speaker, split, id])")

@@ -30,7 +30,9 @@ read, and silently demoting the recording would hide a fixable corpus error.
 """
 
 import logging
+import math
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -53,6 +55,14 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 """The one sample rate of every prepared file (fixes B3)."""
+JOBS_PER_WORKER = 256
+"""By default a conversion worker is started per this many recordings (up to one per core): each
+spends seconds importing torch for the resampler, which a few hundred short files do not repay."""
+DEFAULT_HOURS = 3.0
+"""The default size of dev and of test: the paper's 3 h each (Sec. II)."""
+DEFAULT_SHARE = 0.1
+"""A default dev or test set is at most this share of the transcribed hours, so that a first LP
+part or a pilot subset prepares with the defaults (the whole corpus' 3 h are under 1 %)."""
 REQUIRED_COLUMNS = ("recordingId", "theme")
 AUDIO_DIRS = ("audio", "audio_annotated")
 
@@ -190,11 +200,70 @@ def _read_part(part, meta, intake, max_duration):
     return usable
 
 
-def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
-    """Assign rows to splits from the lists or by drawing held-out speakers."""
+def held_out_hours(dev_hours, test_hours, transcribed_hours):
+    """The dev and test sizes to draw: the given ones, or :data:`DEFAULT_HOURS` capped at
+    :data:`DEFAULT_SHARE` of the transcribed hours (with a warning that says so).
+
+    Arguments
+    ---------
+    dev_hours, test_hours : float or None
+        The sizes asked for; None: the default.
+    transcribed_hours : float
+        Hours of the recordings with a manual transcript, from which dev and test are drawn.
+
+    Returns
+    -------
+    dict
+        ``{"dev": hours, "test": hours}``.
+
+    Example
+    -------
+    >>> held_out_hours(None, None, 400.0)
+    {'dev': 3.0, 'test': 3.0}
+    >>> held_out_hours(None, 0.05, 2.0)
+    {'dev': 0.2, 'test': 0.05}
+    """
+    asked = {"dev": dev_hours, "test": test_hours}
+    cap = DEFAULT_SHARE * transcribed_hours
+    capped = [split for split, hours in asked.items() if hours is None and cap < DEFAULT_HOURS]
+    if capped:
+        each = " each" if len(capped) > 1 else ""
+        logger.warning(
+            "the default %s of %g h%s would be over %d %% of the %.3g h of transcribed audio: drawing "
+            "%.3g h (%.0f s)%s instead; give --dev-hours/--test-hours to choose the sizes",
+            " and ".join(capped), DEFAULT_HOURS, each, round(100 * DEFAULT_SHARE), transcribed_hours,
+            cap, cap * 3600, each)
+    return {split: (min(DEFAULT_HOURS, cap) if hours is None else hours) for split, hours in asked.items()}
+
+
+def _check_draw(hours, splits, transcribed):
+    """PrepError naming the flags when a held-out split asked for could not be drawn."""
+    if not transcribed:
+        raise PrepError("no recording has a manual transcript (annotations/manual_*/<recordingId>.txt), "
+                        "and dev and test need one to score the text systems: add the annotations "
+                        "of the part(s)")
+    available = sum(r.duration for r in transcribed) / 3600
+    empty = [split for split, h in hours.items() if h > 0 and not splits[split]]
+    if not empty and sum(hours.values()) < available:
+        return
+    drawn = ", ".join(f"{split} {sum(r.duration for r in splits[split]) / 3600:.3g} h" for split in hours)
+    why = (f"{' and '.join(empty)} came out empty (drawn: {drawn}; train keeps a speaker at least)"
+           if empty else "together more than there is")
+    raise PrepError(
+        f"cannot draw dev of {hours['dev']:.3g} h and test of {hours['test']:.3g} h from "
+        f"{available:.3g} h of transcribed audio ({len({r.speaker for r in transcribed})} speakers): "
+        f"{why}; give smaller --dev-hours/--test-hours (e.g. {DEFAULT_SHARE * available:.2g} each) "
+        "or --split-lists DIR"
+    )
+
+
+def _split(rows, intake, hours, split_lists, seed):
+    """Assign rows to splits from the lists or by drawing held-out speakers (``hours``:
+    :func:`held_out_hours`); PrepError when a drawn split cannot be had."""
     if split_lists is None:
-        targets = {"dev": dev_hours * 3600.0, "test": test_hours * 3600.0}
+        targets = {split: h * 3600.0 for split, h in hours.items()}
         splits, left_out = hold_out_speakers(rows, targets, seed, eligible=lambda r: bool(r.words))
+        _check_draw(hours, splits, [r for r in rows if r.words])
         intake.drop_rows(explain_given_up(left_out, intake))
         return splits
     lists = read_split_lists(split_lists)
@@ -215,6 +284,36 @@ def _split(rows, intake, dev_hours, test_hours, split_lists, seed):
     return splits
 
 
+def _one_thread():
+    """Pool initializer: one torch thread per conversion worker, as the workers fill the cores."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def conversion_workers(num_workers, n_jobs):
+    """Processes to convert ``n_jobs`` recordings with: ``num_workers`` when given, else one per
+    available core (:func:`available_cpus`) and per :data:`JOBS_PER_WORKER` recordings.
+
+    Example
+    -------
+    >>> conversion_workers(3, 10), conversion_workers(None, 10)
+    (3, 1)
+    """
+    if num_workers is not None:
+        return num_workers
+    return max(1, min(available_cpus(), math.ceil(n_jobs / JOBS_PER_WORKER)))
+
+
+def available_cpus():
+    """The CPU cores this process may run on (its affinity mask where the OS has one, as under
+    ``taskset`` or a SLURM allocation; else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _convert_one(src, dst, reuse, limit):
     """:func:`convert_audio`, or with a ``limit`` (a recording to be cut) :func:`cut_recording`
     into segments beside ``dst``; one function, so that one pool runs both kinds of job."""
@@ -232,10 +331,14 @@ def _convert(splits, source_audio, audio_dir, force, num_workers, intake, max_du
     rows = [row for split_rows in splits.values() for row in split_rows]
     jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force,
              max_duration if r.ID in intake.long else None) for r in rows]
-    if num_workers > 1 and jobs:
+    workers = conversion_workers(num_workers, len(jobs))
+    if workers > 1 and len(jobs) > 1:
         # spawn, not fork: a fork of a process whose torch thread pool has run can deadlock.
-        with ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(_convert_one, *zip(*jobs), chunksize=16))
+        # Chunks of up to 16 jobs, at least four per worker; map keeps the rows' order.
+        chunk = max(1, min(16, math.ceil(len(jobs) / (4 * workers))))
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread) as pool:
+            results = list(pool.map(_convert_one, *zip(*jobs), chunksize=chunk))
     else:
         results = [_convert_one(*job) for job in jobs]
     failed, cut = set(), {}
@@ -251,8 +354,8 @@ def _convert(splits, source_audio, audio_dir, force, num_workers, intake, max_du
     return finish_splits(replace_by_segments(splits, cut, intake, audio_dir.parent))
 
 
-def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0, split_lists=None,
-                             max_duration=MAX_DURATION, seed=1, force=False, num_workers=1, long="drop"):
+def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=None, test_hours=None, split_lists=None,
+                             max_duration=MAX_DURATION, seed=1, force=False, num_workers=None, long="drop"):
     """Prepare LP into ``train.csv dev.csv test.csv topics.txt dropped.csv summary.json``.
 
     Arguments
@@ -261,8 +364,9 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
         The folder holding ``puhelahjat/`` (or ``puhelahjat/v1`` itself, see :func:`find_parts`).
     out_dir : str or Path
         Output folder; the 16 kHz audio goes to ``out_dir/audio/``.
-    dev_hours, test_hours : float
-        Size of the drawn dev and test sets (paper: 3 h each); ignored with ``split_lists``.
+    dev_hours, test_hours : float, optional
+        Size of the drawn dev and test sets; by default the paper's 3 h each, at most a tenth of
+        the transcribed hours each (:func:`held_out_hours`). Ignored with ``split_lists``.
     split_lists : str or Path, optional
         A folder with ``dev.txt``, ``test.txt`` and optionally ``train.txt`` of recording ids.
     max_duration : float
@@ -271,8 +375,9 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
         Seed of the speaker draw.
     force : bool
         Rebuild a finished preparation.
-    num_workers : int
-        Processes converting audio.
+    num_workers : int, optional
+        Processes converting audio (default: one per available core and per 256 recordings,
+        :func:`conversion_workers`).
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
         more into shorter segments instead (:mod:`data_prep.long_recordings`), which keep their
@@ -292,12 +397,16 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=3.0, test_hours=3.0,
         return manifest_paths(out_dir)
     usable = [item for part, meta in parts for item in _read_part(part, meta, intake, max_duration)]
     source_audio = {row.ID: audio for row, audio in usable}
-    splits = _split([row for row, _ in usable], intake, dev_hours, test_hours, split_lists, seed)
-
+    rows = [row for row, _ in usable]
+    hours = None if split_lists else held_out_hours(
+        dev_hours, test_hours, sum(r.duration for r in rows if r.words) / 3600)
+    splits = _split(rows, intake, hours, split_lists, seed)
     splits = _convert(splits, source_audio, out_dir / "audio", force, num_workers, intake, max_duration)
     extra = {"corpus": "lahjoita_puhetta", "corpus_dir": str(Path(corpus_dir).resolve()),
              "parts": [part.name for part, _ in parts], "sample_rate": SAMPLE_RATE, "seed": seed,
-             "dev_hours": dev_hours, "test_hours": test_hours, "max_duration": max_duration,
+             "dev_hours": hours["dev"] if hours else None,
+             "test_hours": hours["test"] if hours else None,
+             "max_duration": max_duration,
              "split_lists": str(split_lists) if split_lists else None,
              "empty_transcripts": intake.counts["empty_transcripts"], **summary_entries(intake)}
     if long == "segment":

@@ -9,7 +9,9 @@ import pytest
 import soundfile
 from lp_fixture import make_toy_lp_corpus
 
-from data_prep.lahjoita_puhetta import find_parts, prepare_lahjoita_puhetta
+from data_prep.__main__ import build_parser, main
+from data_prep import lahjoita_puhetta
+from data_prep.lahjoita_puhetta import conversion_workers, find_parts, prepare_lahjoita_puhetta
 from data_prep.manifest import COLUMNS, PrepError, read_manifest
 from data_prep.text_norm import normalize_transcript
 from data_prep.topics import THEME_TO_TOPIC, TOPICS
@@ -234,8 +236,16 @@ def test_parallel_conversion_gives_the_same_manifests(tmp_path):
         # Six recordings of six themes cannot train a classifier; the manifests are written anyway.
         with pytest.raises(PrepError, match="absent from train"):
             prepare_lahjoita_puhetta(small.root, tmp_path / name, num_workers=workers, **SMALL)
-    for name in ("train.csv", "dev.csv", "test.csv"):
+    for name in ("train.csv", "dev.csv", "test.csv", *(f"audio/{r}.flac" for r in small.durations)):
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes()
+
+
+def test_conversion_workers_default_to_the_cores(monkeypatch):
+    monkeypatch.setattr(lahjoita_puhetta, "available_cpus", lambda: 16)
+    assert [conversion_workers(None, n) for n in (0, 10, 256, 257, 1000, 100_000)] == [1, 1, 1, 2, 4, 16]
+    assert conversion_workers(2, 10) == 2
+    assert build_parser().parse_args(["lp", "in", "out"]).num_workers is None
+    assert build_parser().parse_args(["lp", "in", "out", "--num-workers", "3"]).num_workers == 3
 
 
 def test_unwritable_output_is_a_clear_error(toy, tmp_path):
@@ -244,3 +254,37 @@ def test_unwritable_output_is_a_clear_error(toy, tmp_path):
     with pytest.raises(PrepError, match="cannot write to output directory"):
         prepare_lahjoita_puhetta(toy.root, blocker / "out", **SMALL)
     assert os.path.isfile(blocker)
+
+
+@pytest.fixture(scope="module")
+def pilot(tmp_path_factory):
+    """An LP tree of 126 recordings (about 0.06 h), far under the paper's 3 h dev and test."""
+    return make_toy_lp_corpus(tmp_path_factory.mktemp("pilot"), n_clients=42, per_client=3, bad=False)
+
+
+def test_a_pilot_subset_prepares_with_the_defaults(pilot, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="data_prep.lahjoita_puhetta"):
+        paths = prepare_lahjoita_puhetta(pilot.root, tmp_path / "out")
+    rows = {split: read_manifest(path) for split, path in paths.items()}
+    assert all(rows.values()), {split: len(r) for split, r in rows.items()}
+    transcribed = sum(pilot.durations[r] for r in pilot.transcripts) / 3600
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["dev_hours"] == summary["test_hours"] == pytest.approx(0.1 * transcribed, rel=0.02)
+    assert len(rows["train"]) > 100
+    warning, = [r.getMessage() for r in caplog.records if "default dev and test of 3 h" in r.getMessage()]
+    assert "--dev-hours/--test-hours" in warning
+
+
+def test_held_out_hours_larger_than_the_corpus_name_the_flags(pilot, tmp_path, capsys):
+    assert main(["-q", "lp", str(pilot.root), str(tmp_path / "out"), "--dev-hours", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot draw dev of 0.5 h and test of ")
+    assert "give smaller --dev-hours/--test-hours" in err and "--split-lists" in err
+    assert not (tmp_path / "out" / "audio").exists(), "refused before any audio is converted"
+
+
+def test_given_hours_are_not_capped(pilot, tmp_path):
+    prepare_lahjoita_puhetta(pilot.root, tmp_path / "out", dev_hours=0.01, test_hours=0.008, num_workers=1)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["dev_hours"], summary["test_hours"]) == (0.01, 0.008)
+    assert summary["splits"]["dev"]["hours"] > summary["splits"]["test"]["hours"] > 0
