@@ -35,6 +35,7 @@ def test_lp_command(toy, tmp_path):
     summary = _summary(out)
     assert summary["dev_hours"] == summary["test_hours"] < 0.01
     assert summary["splits"]["dev"]["count"] and summary["splits"]["test"]["count"]
+    assert main(["-q", "lp", str(toy.root), str(tmp_path / "again"), "--dev-hours", "3"]) == 2
 
 
 def test_lp_split_lists_exclude_hours(toy, tmp_path, capsys):
