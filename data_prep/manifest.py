@@ -505,3 +505,49 @@ def read_topics(folder):
     if not path.is_file():
         raise PrepError(f"{path} is missing: prepare the corpus first (python -m data_prep ...)")
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def linked_copy(data, copy):
+    """A copy of a prepared corpus's manifests, its audio and caches shared by symlink.
+
+    Each ASR that fills ``asr_words`` writes into a copy of its own, so no ASR's transcripts
+    overwrite another's. An existing ``copy`` is left as it is (the copy is the first step of an
+    interrupted transcription, which resumes in it).
+
+    Arguments
+    ---------
+    data : str or Path
+        The prepared corpus.
+    copy : str or Path
+        The folder to create.
+
+    Returns
+    -------
+    Path
+        ``copy``.
+
+    Example
+    -------
+    >>> src, dst = Path(tempfile.mkdtemp()), Path(tempfile.mkdtemp()) / "copy"
+    >>> _ = (src / "train.csv").write_text("ID,wav\\n")
+    >>> (src / "audio").mkdir()
+    >>> copied = linked_copy(src, dst)
+    >>> (copied / "train.csv").is_symlink(), (copied / "audio").is_symlink()
+    (False, True)
+    """
+    import shutil
+
+    copy = Path(copy)
+    if not copy.exists():
+        # Built beside and renamed, so an interrupted copy is never taken for a finished one.
+        partial = copy.with_name(copy.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for item in Path(data).iterdir():
+            target = partial / item.name
+            if item.is_file():
+                shutil.copy2(item, target)
+            else:
+                target.symlink_to(item.resolve())
+        partial.rename(copy)
+    return copy

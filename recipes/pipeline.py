@@ -1,11 +1,13 @@
 """Run the whole table: prepare -> stand-ins -> ASR -> transcribe -> every registry row x seeds -> report.
 
-``recipes/run_table.sh`` is the entry point; this module does the work so that stage logic, skipping
-and timing are tested Python rather than shell. It is a recipe of this checkout, beside the registry
+``recipes/run_table.sh`` is the entry point; this module plans the steps so that stage logic and
+skipping are tested Python rather than shell, and ``recipes/launchers.py`` runs them, as local
+processes or as SLURM jobs. It is a recipe of this checkout, beside the registry
 (``recipes/systems.csv``) and ``train.py`` it runs, not part of the installed library. Stages:
 
 1. prepare the corpus (``python -m data_prep demo|lp|csv``);
-2. build the local stand-in encoders the profile names (demo: no model hub is reachable);
+2. build the local stand-in encoders the profile's ``table`` section names (the built-in corpus:
+   no model hub is reachable);
 3. train the support ASR (registry row ``asr``, first seed);
 4. transcribe every manifest row with it (``asr_words``);
 5. train every other registry row x seed; a row whose ``needs`` is ``own_asr:<row>`` runs on a
@@ -13,40 +15,41 @@ and timing are tested Python rather than shell. It is a recipe of this checkout,
 6. write the report (``topic-id report``).
 
 The stages' steps form a dependency graph (:func:`plan`): a row waits only for what it reads (the
-corpus, the ASR transcripts, the stage it starts from), and ``--jobs N`` runs up to N independent
-steps at once, depth first (see :meth:`Runner.execute`). On a CPU each job gets ``cores / N`` threads: small models use
-one core far better than two, so two one-thread jobs on two cores finish the demo table in about
-half the time of one two-thread job. A finished step (its marker file exists) is skipped; an
-interrupted training resumes from its checkpoints, because train.py does; the first failing step
-stops everything (running steps are stopped too) and names its log.
+corpus, the ASR transcripts, the stage it starts from). Locally, ``--jobs N`` runs up to N
+independent steps at once, depth first (``launchers.Runner``). On a CPU each job gets
+``cores / N`` threads: small models use one core far better than two, so two one-thread jobs on
+two cores finish the demo table in about half the time of one two-thread job. On GPUs each step
+gets its own (``--gpus``, default all visible; as many steps at once as GPUs), and a row given
+several (``--row-gpus ROW=N``) trains under ``torchrun``. ``--launcher slurm`` submits every step
+as a job that waits for the jobs of what it reads (``launchers.Slurm``). A finished step is
+skipped; an interrupted training resumes from its checkpoints, because train.py does; locally
+the first failing step stops everything (running steps are stopped too) and names its log.
 """
 
 import argparse
-import csv
+import functools
+import json
 import logging
 import os
+import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.fileio import atomic_write
-from topic_id.experiment import profile_overrides
+from data_prep.manifest import linked_copy
+from launchers import (STEP_FIELDS, Runner, Slurm, StepFailed, load_slurm_config,  # noqa: F401
+                       print_environment_header)
+from topic_id.errors import ConfigError
+from topic_id.experiment import profile_path, profile_overrides, read_yaml_map, top_level_keys
 from topic_id.registry import RESULTS_COPY, load_registry, transcriber
 
 logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: commands run from its root
 REGISTRY = ROOT / "recipes" / "systems.csv"
 STAGES = ("prepare", "standins", "asr", "transcribe", "systems", "report")
-STEP_FIELDS = ("step", "status", "seconds", "started", "finished")
-"""Columns of ``logs/steps.csv``: each step of the latest invocation, ``ran`` or ``skipped``, its
-wall seconds and its start/end as Unix times (``topic-id report --timings`` reads it)."""
-
-
-class StepFailed(Exception):
-    """A step of the table failed; the message names its log."""
+transcribed_copy = linked_copy  # the name the recipes' tests know
 
 
 @dataclass
@@ -59,38 +62,58 @@ class Step:
         Unique name, shown in the progress lines and naming the log ``logs/<label>.log``.
     cmd : list
         The command (run from the project root).
-    done : Path or None
-        The step is skipped when this file exists.
+    done : Path, callable or None
+        The step is finished when this file exists (or the callable returns True).
     deps : list of str
         Labels of the steps that must finish first (ignored when they are not in the plan,
         i.e. belong to stages outside ``--stage .. --stop_stage``).
-    before : callable or None
-        Called just before the command starts (e.g. to make a corpus copy).
     continues : bool
         A step of a system's chain (training, transcription): the steps after it are run as soon
-        as it finishes (see :meth:`Runner.execute`). False for the shared set-up steps.
+        as it finishes (``launchers.Runner.execute``). False for the shared set-up steps.
+    kind : str
+        ``prepare``, ``standins``, ``asr``, ``train``, ``transcribe`` or ``report``: the section
+        of the SLURM resources it takes (recipes/conf/slurm.yaml).
+    row : str
+        The registry row a training step trains ("" otherwise); its SLURM section, if any, wins.
+    gpus : int
+        GPUs the step needs (0: none).
     """
 
     label: str
     cmd: list
-    done: Path = None
+    done: object = None
     deps: list = field(default_factory=list)
-    before: object = None
     continues: bool = True
+    kind: str = "train"
+    row: str = ""
+    gpus: int = 0
+
+    def finished(self):
+        """Whether an earlier run finished this step."""
+        if self.done is None:
+            return False
+        if callable(self.done):
+            return bool(self.done())
+        return Path(self.done).exists()
 
 
-def transcribed_copy(data, copy):
-    """A copy of a prepared corpus's manifests (audio and caches shared by symlink)."""
-    copy = Path(copy)
-    if not copy.exists():
-        copy.mkdir(parents=True)
-        for item in Path(data).iterdir():
-            target = copy / item.name
-            if item.is_file():
-                shutil.copy2(item, target)
-            else:
-                target.symlink_to(item.resolve())
-    return copy
+def transcribed(data, asr_run, column="asr_words"):
+    """Whether ``asr_run`` filled ``column`` of every manifest of ``data`` (recipes/transcribe.py's record)."""
+    record = Path(data) / f"{column}.json"
+    if not record.is_file():
+        return False
+    filled = json.loads(record.read_text(encoding="utf-8"))
+    return all(filled.get(f"{split}.csv", {}).get("asr") == str(Path(asr_run).resolve())
+               for split in ("train", "dev", "test"))
+
+
+def newer_than(output, inputs):
+    """Whether ``output`` exists and is at least as new as every existing file of ``inputs``."""
+    output = Path(output)
+    if not output.is_file():
+        return False
+    times = [Path(p).stat().st_mtime for p in inputs if Path(p).is_file()]
+    return output.stat().st_mtime >= max(times, default=0)
 
 
 def prepare_command(args, data):
@@ -102,22 +125,64 @@ def prepare_command(args, data):
             cmd += ["--long-recordings", str(args.long_recordings)]
         return cmd
     if not args.corpus_dir:
-        raise StepFailed(f"--corpus {args.corpus} needs --corpus-dir")
-    return base + [args.corpus, args.corpus_dir, data]
-
-
-def _train_cmd(row, data, run_dir, seed, args, extra=()):
-    cmd = [sys.executable, "recipes/train.py", row["hparams"], f"--data_folder={data}",
-           f"--output_folder={run_dir}", f"--seed={seed}", f"--device={args.device}",
-           *row["overrides"], *extra]
-    if args.profile:
-        cmd.append(f"--profile={args.profile}")
+        raise ConfigError(f"--corpus {args.corpus} needs --corpus-dir")
+    cmd = base + [args.corpus, args.corpus_dir, data]
+    if args.prep_workers:
+        cmd += ["--num-workers", str(args.prep_workers)]
     return cmd
 
 
-def _transcribe_cmd(asr_run, data, args):
-    return [sys.executable, "recipes/transcribe.py", "--asr", asr_run, "--manifests", data,
-            "--device", args.device]
+def row_gpus(row, args):
+    """GPUs a training step of ``row`` takes: none on a CPU or for a model that is not a Brain."""
+    if not args.device.startswith("cuda") or "trainer" in top_level_keys(ROOT / row["hparams"]):
+        return 0
+    return args.row_gpus.get(row["name"], 1)
+
+
+def _train_cmd(row, data, run_dir, seed, args, extra=(), gpus=0):
+    launch = [sys.executable, "recipes/train.py"]
+    if gpus > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                  f"--nproc_per_node={gpus}", "recipes/train.py"]
+    cmd = [*launch, row["hparams"], f"--data_folder={data}", f"--output_folder={run_dir}",
+           f"--seed={seed}", f"--device={args.device}", *row["overrides"], *extra]
+    if args.device != "cpu" and "text_encoder_device" in top_level_keys(ROOT / row["hparams"]):
+        # The frozen text encoder fills its cache on the step's device, not on the CPU.
+        cmd.append(f"--text_encoder_device={args.device}")
+    if args.profile:
+        cmd.append(f"--profile={args.profile}")
+    return cmd + list(args.train_args)
+
+
+def _transcribe_cmd(asr_run, data, args, copy_from=None):
+    cmd = [sys.executable, "recipes/transcribe.py", "--asr", asr_run, "--manifests", data,
+           "--device", args.device]
+    return cmd + (["--copy-from", copy_from] if copy_from else [])
+
+
+def table_settings(profile, hparams_dir=ROOT / "hparams"):
+    """The profile's ``table`` section: what the table builds before any row trains.
+
+    ``standins`` maps ``bert`` and ``wav2vec2`` to the options of ``python -m topic_id.standins
+    build-bert|build-wav2vec2`` (sizes); the stand-ins are written to ``<data>/standin_bert`` and
+    ``<data>/standin_wav2vec2``, where the profile's encoder sources point.
+
+    >>> sorted(table_settings("demo")["standins"]), table_settings("paper")
+    (['bert', 'wav2vec2'], {})
+    """
+    if not profile:
+        return {}
+    path = profile_path(hparams_dir / "text.yaml", profile)
+    section = read_yaml_map(path.read_text(encoding="utf-8"), f"the profile {path}").get("table") or {}
+    unknown = sorted(set(section) - {"standins"})
+    if unknown:
+        raise ConfigError(f"{path}, section table: unknown key {unknown[0]}; the key is standins")
+    return {k: json.loads(json.dumps(v)) for k, v in section.items()}
+
+
+STANDINS = {"bert": ("stand-in text encoder", "build-bert", "standin_bert"),
+            "wav2vec2": ("stand-in wav2vec2", "build-wav2vec2", "standin_wav2vec2")}
+"""Stand-ins a profile may name: step label, ``topic_id.standins`` command, folder under the data."""
 
 
 def warm_started(row, profile):
@@ -179,7 +244,7 @@ def plan(args, rows=None):
     Arguments
     ---------
     args : argparse.Namespace
-        run_table.sh's arguments (:func:`build_parser`).
+        run_table.sh's arguments (:func:`build_parser`, after :func:`settle`).
     rows : list of dict, optional
         Registry rows (default: ``recipes/systems.csv``).
 
@@ -197,30 +262,39 @@ def plan(args, rows=None):
     seeds = args.seeds.split()
     first = seeds[0]
     wanted = range(args.stage, args.stop_stage + 1)
+    gpu = 1 if args.device.startswith("cuda") else 0
     steps = []
     prep = "prepare corpus"
     if 1 in wanted:
-        steps.append(Step(prep, prepare_command(args, data), data / "summary.json", continues=False))
+        steps.append(Step(prep, prepare_command(args, data), data / "summary.json", continues=False,
+                          kind="prepare"))
     standins = []
-    if 2 in wanted and args.profile == "demo":
-        for label, command, folder in (("stand-in text encoder", "build-bert", "standin_bert"),
-                                       ("stand-in wav2vec2", "build-wav2vec2", "standin_wav2vec2")):
+    if 2 in wanted:
+        for name, options in table_settings(args.profile).get("standins", {}).items():
+            if name not in STANDINS:
+                raise ConfigError(f"the profile's table section names the stand-in {name!r}; the "
+                                  f"stand-ins are {', '.join(STANDINS)}")
+            label, command, folder = STANDINS[name]
             cmd = [sys.executable, "-m", "topic_id.standins", command, "--out", data / folder]
             if command == "build-bert":
                 cmd[4:4] = ["--manifests", data]
-            steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep], continues=False))
+            for key, value in (options or {}).items():
+                cmd += [f"--{key.replace('_', '-')}", str(value)]
+            steps.append(Step(label, cmd, data / folder / "STANDIN.json", [prep], continues=False,
+                              kind="standins"))
             standins.append(label)
     asr = next((r for r in rows if r["name"] == "asr"), None)
     asr_run = out / "results" / "asr" / first
     if asr is None:  # --systems chose no row that reads the ASR's transcripts
         wanted = [stage for stage in wanted if stage not in (3, 4)]
     if 3 in wanted:
-        steps.append(Step(f"train asr seed {first}", _train_cmd(asr, data, asr_run, first, args),
-                          asr_run / "metrics.json", [prep]))
+        steps.append(Step(f"train asr seed {first}",
+                          _train_cmd(asr, data, asr_run, first, args, gpus=row_gpus(asr, args)),
+                          asr_run / "metrics.json", [prep], kind="asr", row="asr", gpus=row_gpus(asr, args)))
     if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
-        # No marker: transcribe.py itself skips manifests this checkpoint already filled.
-        steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args), None,
-                          [f"train asr seed {first}"]))
+        steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args),
+                          lambda: transcribed(data, asr_run), [f"train asr seed {first}"],
+                          kind="transcribe", gpus=gpu))
     if 5 in wanted:
         for seed in seeds:
             for row in rows:
@@ -233,9 +307,10 @@ def plan(args, rows=None):
                 elif source is not None:
                     corpus = out / f"data_{source}_{seed}"
                     label = f"transcribe with {source} seed {seed}"
-                    steps.append(Step(label, _transcribe_cmd(out / "results" / source / seed, corpus, args),
-                                      None, [f"train {source} seed {seed}"],
-                                      before=lambda c=corpus: transcribed_copy(data, c)))
+                    source_run = out / "results" / source / seed
+                    steps.append(Step(label, _transcribe_cmd(source_run, corpus, args, copy_from=data),
+                                      lambda c=corpus, r=source_run: transcribed(c, r),
+                                      [f"train {source} seed {seed}"], kind="transcribe", gpus=gpu))
                     deps.append(label)
                 extra = []
                 if row["name"] in warm:
@@ -246,174 +321,107 @@ def plan(args, rows=None):
                     extra.append(f"--init_from={out / 'results' / row['init_from'] / seed}")
                     deps.append(f"train {row['init_from']} seed {seed}")
                 run_dir = out / "results" / row["name"] / seed
+                gpus = row_gpus(row, args)
                 steps.append(Step(f"train {row['name']} seed {seed}",
-                                  _train_cmd(row, corpus, run_dir, seed, args, extra),
-                                  run_dir / "metrics.json", deps))
+                                  _train_cmd(row, corpus, run_dir, seed, args, extra, gpus=gpus),
+                                  run_dir / "metrics.json", deps, row=row["name"], gpus=gpus))
     if 6 in wanted:
-        steps.append(Step("report", [sys.executable, "-m", "topic_id.cli", "report", out / "results",
+        results = out / "results"
+        markers = [s.done for s in steps if isinstance(s.done, Path)]
+        steps.append(Step("report", [sys.executable, "-m", "topic_id.cli", "report", results,
                                      "--corpus", args.corpus, "--timings", out / "logs" / "steps.csv"],
-                          None, [s.label for s in steps]))
+                          lambda: newer_than(results / "report" / "table1.csv", markers),
+                          [s.label for s in steps], kind="report"))
     return steps
 
 
-def _chain_lengths(steps):
-    """How many steps hang on each step (itself included): longest chains start first."""
-    labels = {s.label: s for s in steps}
-    memo = {}
+@functools.lru_cache(maxsize=1)
+def visible_gpus():
+    """The GPUs this process may use, as ``CUDA_VISIBLE_DEVICES`` ids (empty without CUDA)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    try:
+        import torch
+    except ImportError:
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
-    def length(label):
-        if label not in memo:
-            after = [s.label for s in steps if label in s.deps]
-            memo[label] = 1 + max((length(a) for a in after), default=0)
-        return memo[label]
 
-    return {label: length(label) for label in labels}
+def settle(args):
+    """Fill the defaults that depend on the machine and check the device settings.
 
-
-class Runner:
-    """Runs the planned steps, up to ``jobs`` at a time, skipping finished ones and timing the rest.
-
-    Arguments
-    ---------
-    out : str or Path
-        The table's output folder; logs go to ``<out>/logs``, and what became of each step to
-        ``<out>/logs/steps.csv`` (:data:`STEP_FIELDS`).
-    jobs : int
-        How many steps may run at once.
-    threads : int or None
-        ``OMP_NUM_THREADS`` for each step (None: leave the environment as it is).
-    poll : float
-        Seconds between checks on running steps.
+    ``--device`` defaults to CUDA where a GPU is visible (and under ``--launcher slurm``, whose
+    jobs run on the cluster's nodes), else the CPU; ``--gpus`` to every visible GPU; ``--jobs``
+    to one step per GPU, or two one-thread steps on a CPU with at least two cores.
     """
-
-    def __init__(self, out, jobs=1, threads=None, poll=0.5):
-        self.out = Path(out)
-        self.logs = self.out / "logs"
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.jobs = max(1, jobs)
-        self.env = dict(os.environ)
-        if threads:
-            self.env["OMP_NUM_THREADS"] = str(threads)
-        self.poll = poll
-        self.times = {}
-        # What this invocation did with each step, rewritten as steps end, for the report's run time.
-        self.record = self.logs / "steps.csv"
-        self._rows = []
-        self._write_record()
-
-    def _write_record(self):
-        with atomic_write(self.record, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=STEP_FIELDS)
-            writer.writeheader()
-            writer.writerows(self._rows)
-
-    def _note(self, label, status, start=None, end=None):
-        self._rows.append({"step": label, "status": status,
-                           "seconds": f"{end - start:.1f}" if start is not None else "",
-                           "started": f"{start:.1f}" if start is not None else "",
-                           "finished": f"{end:.1f}" if end is not None else ""})
-        self._write_record()
-
-    def log_path(self, step):
-        """Where ``step`` writes its output."""
-        return self.logs / f"{step.label.replace('/', '_').replace(' ', '_')}.log"
-
-    def _start(self, step):
-        if step.before is not None:
-            step.before()
-        log = self.log_path(step)
-        logger.info("%-44s started (log: %s)", step.label, log)
-        f = open(log, "a", encoding="utf-8")
-        f.write(f"\n$ {' '.join(map(str, step.cmd))}\n")
-        f.flush()
-        proc = subprocess.Popen([str(c) for c in step.cmd], stdout=f, stderr=subprocess.STDOUT,
-                                cwd=ROOT, env=self.env)
-        return proc, f, time.time()
-
-    def execute(self, steps):
-        """Run ``steps`` (see :func:`plan`) in dependency order.
-
-        Raises
-        ------
-        StepFailed
-            At the first failing step, after stopping the others that run.
-        """
-        by_label = {s.label: s for s in steps}
-        order = {s.label: i for i, s in enumerate(steps)}
-        pending = dict(by_label)
-        finished = {}  # label -> when it finished (or was found finished)
-        running = {}
-        priority = _chain_lengths(steps)
-        try:
-            while pending or running:
-                for label, (proc, f, start) in list(running.items()):
-                    code = proc.poll()
-                    if code is None:
-                        continue
-                    f.close()
-                    del running[label]
-                    if code != 0:
-                        raise StepFailed(f"{label} failed (exit {code}); see {self.log_path(by_label[label])}")
-                    end = time.time()
-                    self.times[label] = end - start
-                    logger.info("%-44s done in %.1f s", label, self.times[label])
-                    self._note(label, "ran", start, end)
-                    finished[label] = end
-                ready = [s for s in pending.values()
-                         if all(d in finished or d not in by_label for d in s.deps)]
-                # Depth first: the step that continues the system chain that finished last (a
-                # stage 2, often long, starts as soon as its stage 1 is done instead of after the
-                # short independent rows, which then fill the end); then the longest chain (so the
-                # ASR and multi-task stage 1 start first); then registry order. Set-up steps
-                # (corpus, stand-ins) do not count as chains: everything continues them.
-                def rank(s):
-                    recent = max((finished.get(d, 0) for d in s.deps
-                                  if d in by_label and by_label[d].continues), default=0)
-                    return (-recent, -priority[s.label], order[s.label])
-
-                for step in sorted(ready, key=rank):
-                    if step.done is not None and Path(step.done).exists():
-                        logger.info("%-44s finished earlier, skipped", step.label)
-                        self._note(step.label, "skipped")
-                        finished[step.label] = time.time()
-                        del pending[step.label]
-                        continue
-                    if len(running) >= self.jobs:
-                        break
-                    running[step.label] = self._start(step)
-                    del pending[step.label]
-                if running:
-                    time.sleep(self.poll)
-                elif pending and not ready:
-                    raise StepFailed(f"steps wait on each other: {sorted(pending)}")
-        finally:
-            for proc, f, _ in running.values():
-                proc.terminate()
-                proc.wait()
-                f.close()
+    if args.profile is None:
+        args.profile = {"demo": "demo", "lp": "paper"}.get(args.corpus)
+    if args.device is None:
+        args.device = "cuda" if args.launcher == "slurm" or visible_gpus() else "cpu"
+    if args.gpus is not None:
+        args.gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    else:
+        args.gpus = visible_gpus() if args.device.startswith("cuda") and args.launcher == "local" else []
+    if args.device.startswith("cuda") and args.launcher == "local" and not args.gpus:
+        raise ConfigError("--device cuda but no GPU is visible here: pass --gpus 0,1,... (the GPUs to "
+                          "use), or --device cpu")
+    if args.jobs is None:
+        args.jobs = len(args.gpus) if args.device.startswith("cuda") else 2 if (os.cpu_count() or 1) >= 2 else 1
+    args.train_args = shlex.split(args.train_args or "")
+    args.row_gpus = parse_row_gpus(args.row_gpus)
+    return args
 
 
+def parse_row_gpus(text):
+    """``--row-gpus`` as ``{row: n}``.
 
-def default_jobs(device):
-    """Parallel steps by default: two on a CPU with at least two cores, else one."""
-    return 2 if device == "cpu" and (os.cpu_count() or 1) >= 2 else 1
+    >>> parse_row_gpus("wav2vec2=4, multitask_s1=2")
+    {'wav2vec2': 4, 'multitask_s1': 2}
+    """
+    out = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        name, _, count = item.partition("=")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ConfigError(f"--row-gpus takes ROW=N[,ROW=N...] with N >= 1, not {item.strip()!r}")
+        out[name.strip()] = int(count)
+    return out
 
 
 def run(args):
-    """Plan and run stages ``args.stage`` .. ``args.stop_stage``; returns the runner (its times)."""
+    """Plan stages ``args.stage`` .. ``args.stop_stage`` and hand them to the launcher.
+
+    Returns the local runner (its times) or the SLURM launcher (its jobs).
+    """
     out = Path(args.out).resolve()
-    jobs = args.jobs or default_jobs(args.device)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if args.device == "cpu" else None
+    local = args.launcher == "local"
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.device == "cpu" and local else None
     if "OMP_NUM_THREADS" in os.environ:  # the user's setting wins
         threads = None
-    runner = Runner(out, jobs, threads)
-    logger.info("%d parallel step(s)%s", jobs, f", {threads} thread(s) each" if threads else "")
     steps = plan(args)
-    # The results tree carries the registry it was made with, for `topic-id report` anywhere.
-    (out / "results").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REGISTRY, out / "results" / RESULTS_COPY)
-    runner.execute(steps)
-    return runner
+    unknown = sorted(set(args.row_gpus) - {s.row for s in steps})
+    if unknown:
+        raise ConfigError(f"--row-gpus names {unknown[0]}, which is not a row of this table")
+    if local:
+        launcher = Runner(out, args.jobs, threads, gpus=args.gpus if args.device.startswith("cuda") else None,
+                          dry_run=args.dry_run)
+        if not args.dry_run:
+            logger.info("%d parallel step(s)%s", args.jobs, f", {threads} thread(s) each" if threads else "")
+    else:
+        launcher = Slurm(out, load_slurm_config(args.slurm_config), threads_from_cpus=args.device == "cpu",
+                         dry_run=args.dry_run)
+    if args.dry_run:
+        print_environment_header(args.launcher, args.jobs, args.gpus, launcher.extra_env if local else {})
+    else:
+        # The results tree carries the registry it was made with, for `topic-id report` anywhere.
+        (out / "results").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REGISTRY, out / "results" / RESULTS_COPY)
+    jobs = launcher.execute(steps)
+    if not local and args.wait:
+        launcher.wait(jobs)
+    return launcher
 
 
 def build_parser():
@@ -432,34 +440,54 @@ def build_parser():
     parser.add_argument("--long-recordings", type=int, default=None, metavar="N",
                         help="demo corpus: N multi-sentence recordings per split (default: the size's, "
                         "8 for the default size; 0: every recording one sentence)")
+    parser.add_argument("--prep-workers", type=int, default=None, metavar="N",
+                        help="processes converting audio in corpus preparation (default: data_prep's)")
     parser.add_argument("--systems", default=None, metavar="ROW[,ROW...]",
                         help="only these registry rows (recipes/systems.csv names) and the rows they "
                         "need (default: all)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default=None,
+                        help="cpu or cuda (default: cuda where a GPU is visible or under --launcher slurm)")
+    parser.add_argument("--gpus", default=None, metavar="ID[,ID...]",
+                        help="GPUs of the local launcher, one per parallel step (default: all visible)")
+    parser.add_argument("--row-gpus", default=None, metavar="ROW=N[,ROW=N...]",
+                        help="rows that train on N GPUs at once (torchrun; default 1 each)")
+    parser.add_argument("--train-args", default=None, metavar='"ARGS"',
+                        help='trainer options for every training step, e.g. "--precision=bf16 --num_workers=8"')
     parser.add_argument("--jobs", type=int, default=None,
-                        help="steps run at once (default: 2 on a CPU with 2+ cores, else 1)")
+                        help="local steps run at once (default: one per GPU; on a CPU 2 with 2+ cores, else 1)")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="run the steps here, or submit each as a SLURM job and return")
+    parser.add_argument("--slurm-config", default=None, metavar="FILE",
+                        help="SLURM resources per step kind and row (default: recipes/conf/slurm.yaml)")
+    parser.add_argument("--wait", action="store_true",
+                        help="--launcher slurm: return when every job has ended (exit 1 if one failed)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print every step's command, environment and dependencies; run nothing")
     return parser
 
 
 def main(argv=None):
-    """Entry point; exit status 1 with the failing step's log on failure."""
+    """Entry point; exit status 1 with the failing step's log on failure, 2 for a bad setting."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.systems:
-        try:
-            select_rows(load_registry(REGISTRY), args.systems)
-        except ValueError as err:
-            parser.exit(2, f"error: {err}\n")
-    if args.profile is None:
-        args.profile = {"demo": "demo", "lp": "paper"}.get(args.corpus)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(level=logging.WARNING if args.dry_run else logging.INFO,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     start = time.time()
     try:
+        if args.systems:
+            try:
+                select_rows(load_registry(REGISTRY), args.systems)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+        settle(args)
         run(args)
+    except ConfigError as err:
+        parser.exit(2, f"error: {err}\n")
     except StepFailed as err:
         logger.error("%s", err)
         return 1
-    logger.info("all stages done in %.1f min", (time.time() - start) / 60)
+    if args.launcher == "local" and not args.dry_run:
+        logger.info("all stages done in %.1f min", (time.time() - start) / 60)
     return 0
 
 

@@ -2,7 +2,7 @@
 """Fill the ``asr_words`` column of a prepared corpus with a trained ASR's beam-search output.
 
     python recipes/transcribe.py --asr RUN_DIR --manifests DIR [--column asr_words] \
-        [--device cpu] [--batch_size 8] [--force] [--max-segment-seconds S]
+        [--device cpu] [--batch_size 8] [--force] [--max-segment-seconds S] [--copy-from DIR]
 
 Every row of ``train.csv``, ``dev.csv`` and ``test.csv`` is decoded (transcribed training rows too:
 the text pipeline system reads ASR text everywhere), repetition loops are cut, and each manifest is
@@ -10,6 +10,9 @@ rewritten atomically with its other columns and row order unchanged. ``<DIR>/<co
 records the run and checkpoint that filled each manifest; a rerun skips those, ``--force`` redoes
 them. Any run whose checkpoint names its ASR modules as ``topic_id.asr.DECODE_MODULES`` works
 (``hparams/asr.yaml``, the multi-task system).
+
+With ``--copy-from DIR``, ``--manifests`` is first made a copy of the prepared corpus ``DIR`` (its
+manifests copied, audio and caches linked) unless it exists: each ASR writes into a copy of its own.
 
 Recordings longer than the ASR's segment limit (``--max-segment-seconds``, default a little over
 the 90th percentile of its training durations: ``topic_id.asr.segment_limit``) are cut at pauses into pieces within
@@ -23,6 +26,7 @@ import sys
 
 import torch
 
+from data_prep.manifest import linked_copy
 from topic_id.asr import transcribe
 from topic_id.transfer import TransferError
 
@@ -50,7 +54,11 @@ def main(argv=None):
     parser.add_argument("--max-segment-seconds", type=_positive, default=None, metavar="S",
                         help="cut longer recordings into pieces of at most S seconds (default: the "
                              "ASR run's usual training duration and a little more: 1.25 x the 90th percentile)")
+    parser.add_argument("--copy-from", metavar="DIR", default=None,
+                        help="first make --manifests a copy of this prepared corpus (audio linked)")
     args = parser.parse_args(argv)
+    if args.copy_from:
+        linked_copy(args.copy_from, args.manifests)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         done = transcribe(args.asr, args.manifests, args.column, args.device, args.batch_size, args.force,

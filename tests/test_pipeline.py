@@ -16,8 +16,9 @@ from pipeline import Runner, Step, StepFailed
 
 
 def _args(tmp_path, *extra):
-    args = pipeline.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path), *extra])
-    args.profile = "demo"
+    args = pipeline.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu",
+                                               *extra])
+    return pipeline.settle(args)
     return args
 
 
