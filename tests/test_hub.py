@@ -138,3 +138,36 @@ def test_download_command_failure_is_one_line_exit_2(tmp_path, monkeypatch, caps
     assert "\n" not in err and "Traceback" not in err
     assert err.startswith("topic-id download: error: Model 'Org/tiny' (revision main) is not available")
     assert "downloading it failed (OSError: no connection to the hub)" in err
+
+
+def test_a_config_without_model_type_is_typed_by_its_architectures_or_keys(tmp_path):
+    google = {"attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_size": 24,
+              "intermediate_size": 48, "max_position_embeddings": 64, "num_attention_heads": 2,
+              "num_hidden_layers": 1, "type_vocab_size": 2, "vocab_size": 30}
+    for fields, expected in ((google, "BertConfig"), ({"architectures": ["Wav2Vec2ForPreTraining"]}, "Wav2Vec2Config"),
+                             ({"architectures": ["BertForPreTraining"], "hidden_size": 24}, "BertConfig")):
+        folder = tmp_path / expected / str(len(fields))
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(fields))
+        config = hub.load_config(folder)
+        assert type(config).__name__ == expected and config.model_type in ("bert", "wav2vec2")
+        assert "model_type" not in json.loads((folder / "config.json").read_text())  # left as it was
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 24}))
+    with pytest.raises(ModelNotFound, match="has no model_type, and neither its architectures nor its keys"):
+        hub.load_config(folder, "/models/x", TEXT_ENCODER)
+    with pytest.raises(ModelNotFound, match="To get it: run `topic-id download Org/x`"):
+        hub.load_config(folder, "Org/x", TEXT_ENCODER)
+
+
+def test_a_tokenizer_without_its_vocabulary_is_refused(tmp_path):
+    from transformers import BertConfig
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(20)]
+    (folder / "vocab.txt").write_text("".join(w + "\n" for w in words))
+    config = BertConfig(vocab_size=len(words), hidden_size=8, num_attention_heads=2)
+    assert hub.load_tokenizer(folder, config)("w3 w7")["input_ids"] == [2, 8, 12, 3]
+    (folder / "vocab.txt").unlink()  # transformers would build a tokenizer of the special tokens alone
+    with pytest.raises(ValueError, match="its tokenizer has 5 entries but the model's vocabulary has 25"):
+        hub.load_tokenizer(folder, config)

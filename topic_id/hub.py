@@ -102,6 +102,18 @@ def howto(source, kind=ANY_MODEL):
     return text
 
 
+def refetch(source, kind=ANY_MODEL):
+    """What a message about a model that does not load ends with: :func:`howto` for a hub id, nothing
+    for a folder (the user's own files, which only they can fix).
+
+    Example
+    -------
+    >>> refetch("/models/bert"), refetch("Org/model").split()[:4]
+    ('', ['To', 'get', 'it:', 'run'])
+    """
+    return "\n" + howto(source, kind) if is_hub_id(source) else ""
+
+
 def resolve_model(source, revision=None, download=False, cache_dir=None, kind=ANY_MODEL):
     """Find the folder of a model given as a local folder or a hub id; fetch only when allowed.
 
@@ -181,6 +193,146 @@ def _check_model_dir(path, source, kind):
     if not any(f.name.endswith(WEIGHT_SUFFIXES) for f in path.iterdir()):
         raise ModelNotFound(f"{kind.what.capitalize()} {source!r}: {path} has no weights "
                             "(model.safetensors or pytorch_model.bin).\n" + howto(source, kind))
+
+
+MODEL_TYPE_KEYS = (
+    ("bert", ("vocab_size", "hidden_size", "num_attention_heads", "num_hidden_layers", "type_vocab_size")),
+    ("wav2vec2", ("conv_dim", "conv_stride", "conv_kernel", "num_feat_extract_layers")),
+)
+"""The ``config.json`` keys that identify a model type when the file names none (checked in order)."""
+
+
+def infer_model_type(config):
+    """The ``model_type`` a ``config.json`` (a dict) names, or says through its other fields.
+
+    transformers 5 no longer guesses the type from a folder's name, and the configs that Google's
+    BERT conversion writes (``bert_config.json`` renamed, as TurkuNLP's instructions for FinBERT
+    do) have no ``model_type``: the type then comes from ``architectures`` (any class transformers
+    maps to a type) or from the keys only one family has (:data:`MODEL_TYPE_KEYS`).
+
+    Returns
+    -------
+    str or None
+        None when nothing says which type it is.
+
+    Example
+    -------
+    >>> infer_model_type({"architectures": ["BertForPreTraining"]})
+    'bert'
+    >>> infer_model_type({"vocab_size": 50105, "hidden_size": 768, "num_attention_heads": 12,
+    ...                   "num_hidden_layers": 12, "type_vocab_size": 2})
+    'bert'
+    >>> infer_model_type({"architectures": ["Wav2Vec2ForPreTraining"]}), infer_model_type({})
+    ('wav2vec2', None)
+    """
+    if config.get("model_type"):
+        return str(config["model_type"])
+    known = _architecture_types()
+    for architecture in config.get("architectures") or ():
+        if architecture in known:
+            return known[architecture]
+    for model_type, keys in MODEL_TYPE_KEYS:
+        if all(key in config for key in keys):
+            return model_type
+    return None
+
+
+def _architecture_types():
+    """Class name -> model type, from every model mapping transformers knows."""
+    from transformers.models.auto import modeling_auto
+
+    types = {}
+    for name in dir(modeling_auto):
+        mapping = getattr(modeling_auto, name)
+        if not (name.endswith("_MAPPING_NAMES") and isinstance(mapping, dict)):
+            continue
+        for model_type, classes in mapping.items():
+            for cls in (classes,) if isinstance(classes, str) else classes:
+                types.setdefault(cls, model_type)
+    return types
+
+
+def load_config(path, source=None, kind=ANY_MODEL):
+    """The Hugging Face config of a resolved model folder (no weights), typed even without ``model_type``.
+
+    A config that names its ``model_type`` loads through ``AutoConfig`` as usual; one that does
+    not is read by the config class of :func:`infer_model_type`, so the folder stays as the user
+    made it. Pass the result as ``config=`` to ``AutoModel``/``AutoTokenizer.from_pretrained``,
+    which would otherwise fail on the same file.
+
+    Arguments
+    ---------
+    path : str or Path
+        The model folder (:func:`resolve_model`).
+    source : str, optional
+        How the user named the model, for the message (default: ``path``).
+    kind : ModelKind
+        What the message says.
+
+    Returns
+    -------
+    transformers.PretrainedConfig
+
+    Raises
+    ------
+    ModelNotFound
+        ``config.json`` is not valid JSON, or names no model type and says none.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "config.json").write_text('{"architectures": ["BertModel"], "hidden_size": 24, '
+    ...                                         '"num_attention_heads": 2}')
+    >>> config = load_config(folder)
+    >>> type(config).__name__, config.hidden_size
+    ('BertConfig', 24)
+    """
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    path = Path(path)
+    source = str(path) if source is None else source
+    try:
+        fields = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelNotFound(f"{kind.what.capitalize()} {source!r}: cannot read {path / 'config.json'} "
+                            f"({err})." + refetch(source, kind)) from None
+    if fields.get("model_type"):
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+    model_type = infer_model_type(fields)
+    if model_type not in CONFIG_MAPPING:
+        raise ModelNotFound(
+            f"{kind.what.capitalize()} {source!r}: {path / 'config.json'} has no model_type, and "
+            "neither its architectures nor its keys say which model it is; add one, e.g. "
+            '"model_type": "bert".' + refetch(source, kind))
+    logger.info("%s has no model_type in config.json: read as %s (from its %s)", source, model_type,
+                "architectures" if fields.get("architectures") else "keys")
+    return CONFIG_MAPPING[model_type].from_pretrained(path, local_files_only=True)
+
+
+def load_tokenizer(path, config=None):
+    """The tokenizer of a model folder, typed by its config (:func:`load_config`) when it has no own config.
+
+    A folder with only ``vocab.txt`` (no ``tokenizer.json`` or ``tokenizer_config.json``, as a
+    converted Google BERT checkpoint) gets the tokenizer its model type uses (BERT's WordPiece).
+
+    Raises
+    ------
+    ValueError
+        The tokenizer's vocabulary does not fit the model's: transformers builds a tokenizer of the
+        special tokens alone when ``vocab.txt`` is missing, which maps every word to ``[UNK]``; ids
+        beyond the model's ``vocab_size`` would index past its embeddings.
+    """
+    from transformers import AutoTokenizer
+
+    config = load_config(path) if config is None else config
+    tokenizer = AutoTokenizer.from_pretrained(path, config=config, local_files_only=True)
+    size, expected = len(tokenizer), getattr(config, "vocab_size", None)
+    # Half: some models pad their embedding table beyond the vocabulary (to a multiple of 64 or 128).
+    if expected and not expected // 2 <= size <= expected:
+        raise ValueError(f"its tokenizer has {size} entries but the model's vocabulary has {expected} "
+                         f"(vocab_size of config.json); is the vocabulary file (vocab.txt) missing from {path}?")
+    return tokenizer
 
 
 def standin_description(folder):

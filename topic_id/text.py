@@ -29,7 +29,15 @@ from topic_id.embedding_cache import (
     setting_key,
     text_key,
 )
-from topic_id.hub import STANDIN_MARKER, TEXT_ENCODER, ModelNotFound, howto, resolve_model
+from topic_id.hub import (
+    STANDIN_MARKER,
+    TEXT_ENCODER,
+    ModelNotFound,
+    load_config,
+    load_tokenizer,
+    refetch,
+    resolve_model,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +154,7 @@ class TextEncoder:
     def config(self):
         """The model's Hugging Face config (read without loading weights)."""
         if self._config is None:
-            from transformers import AutoConfig
-
-            self._config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+            self._config = load_config(self.path, self.source, TEXT_ENCODER)
         return self._config
 
     @property
@@ -365,16 +371,17 @@ class TextEncoder:
     def _load(self):
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
         path = self.path
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True)
+            # The config is passed on: a config.json without model_type loads only through it.
+            tokenizer = load_tokenizer(path, self.config)
+            model = AutoModel.from_pretrained(path, config=self.config, local_files_only=True)
         except (OSError, ValueError, KeyError) as err:
             raise ModelNotFound(
-                f"Cannot load the text encoder {self.source!r} from {path}: {err}\n"
-                + howto(self.source, TEXT_ENCODER)
+                f"Cannot load the text encoder {self.source!r} from {path}: {err}"
+                + refetch(self.source, TEXT_ENCODER)
             ) from None
         self._set_accents(tokenizer)
         model.float().eval().requires_grad_(False).to(self.device)
