@@ -15,21 +15,21 @@ from pathlib import Path
 
 from benchmarks import common
 
-SECTIONS = ("text", "pipeline", "batching", "inference", "gpu")
+SECTIONS = ("text", "pipeline", "loader", "batching", "inference", "gpu")
 SETTINGS = {
     "full": {"corpus": "default", "repeats": 3, "batching_repeats": 2, "bert_train": 64,
              "audio_train": None, "files": 16, "workers": (0, 2), "paper_sizes": True,
-             "text_paper_batch": True, "long_seconds": 120.0},
+             "text_paper_batch": True, "long_seconds": 120.0, "loader_seconds": 18000.0},
     "quick": {"corpus": "tiny", "repeats": 1, "batching_repeats": 1, "bert_train": 16,
               "audio_train": None, "files": 4, "workers": (0,), "paper_sizes": False,
-              "text_paper_batch": False, "long_seconds": 60.0},
+              "text_paper_batch": False, "long_seconds": 60.0, "loader_seconds": 1200.0},
 }
 """Per mode: the built-in corpus size, timed repeats of each epoch kind (of the batching epochs on the
 whole corpus), rows kept for the
 BERT-base-sized text epoch and the audio epochs (None: all), test files per system for the RTF,
 dataloader worker counts, whether paper-size models are timed too, whether the text epoch is
-also timed at the paper's batch of 128, and the length (s) of the long recording the audio systems
-classify."""
+also timed at the paper's batch of 128, the length (s) of the long recording the audio systems
+classify, and the audio (s) of each timed epoch of the training loader (its rows repeated up to it)."""
 
 
 def build_parser():
@@ -90,6 +90,10 @@ def run_sections(sections, settings, work, data, asr=None):
                                     settings["repeats"])
     if "pipeline" in sections:
         yield cpu.pipeline_overhead(audio, work / "pipeline", settings["repeats"], settings["workers"])
+    if "loader" in sections:
+        from benchmarks import loader
+
+        yield loader.run(corpus, work / "loader", settings["loader_seconds"], repeats=settings["repeats"])
     if "batching" in sections:
         yield cpu.batching(corpus, work / "batching", settings["batching_repeats"])
     if "inference" in sections:

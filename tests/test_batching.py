@@ -25,7 +25,7 @@ def _padding(batches, lengths):
 def test_fixed_batches_by_default():
     datasets = {s: _dataset() for s in ("train", "dev", "test")}
     out = loader_kwargs(dict(OPTS), datasets)
-    assert out["train"] == dict(OPTS["train_dataloader_opts"], collate_fn=collate)
+    assert out["train"] == dict(OPTS["train_dataloader_opts"], collate_fn=collate, multiprocessing_context="fork")
     assert out["dev"] == out["test"] == dict(OPTS["test_dataloader_opts"], collate_fn=collate)
     assert out["train"] is not OPTS["train_dataloader_opts"]  # a copy: SpeechBrain edits it
 
@@ -35,7 +35,7 @@ def test_dynamic_batches_replace_batch_size_and_keep_other_options():
     hparams = dict(OPTS, dynamic_batching=True, max_batch_length=60, num_buckets=10, shuffle_buckets=True,
                    sorting="random", seed=3)
     out = loader_kwargs(hparams, datasets)
-    assert set(out["train"]) == {"batch_sampler", "num_workers", "collate_fn"}
+    assert set(out["train"]) == {"batch_sampler", "num_workers", "collate_fn", "multiprocessing_context"}
     assert set(out["dev"]) == {"batch_sampler", "collate_fn"}
     for split, kwargs in out.items():
         lengths = [datasets[split].data[i]["duration"] for i in datasets[split].data_ids]

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from benchmarks import common, cpu
+from benchmarks import common, cpu, loader
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +42,15 @@ def test_data_pipeline_section(tiny_corpus, tmp_path):
     _check(rows, 3)
     assert "audio decoded every epoch" in rows[0].measurement
     assert "items from memory" in rows[1].measurement and "items from memory" in rows[2].measurement
+
+
+def test_loader_section(tiny_corpus, tmp_path):
+    rows = loader.run(tiny_corpus, tmp_path, 300.0, workers=(0, 1), repeats=1)
+    _check(rows, 3 + len(loader.ASSUMED_STEP_SECONDS))  # without CUDA: the assumed step times
+    assert [r.measurement.rsplit("=", 1)[1] for r in rows[:2]] == ["0", "1"]
+    assert "per worker CPU s" in rows[2].value
+    assert all("ESTIMATE" in r.measurement and "worker" in r.value for r in rows[3:])
+    assert "16 kHz FLAC" in rows[0].measurement and (tmp_path / "lp_format" / "audio").is_dir()
 
 
 def test_batching_section(tiny_corpus, tmp_path):

@@ -50,8 +50,9 @@ def test_overrides_reach_the_included_block(tmp_path):
     assert hp["opt_class"].keywords == {"lr": 0.02}
     assert (hp["lr_annealing"].hyperparam_value, hp["lr_annealing"].patient) == (0.02, 1000)
     assert hp["epoch_counter"].limit == 3
-    assert hp["train_dataloader_opts"] == {"batch_size": 5, "shuffle": True}
-    assert hp["test_dataloader_opts"] == {"batch_size": 6}
+    loading = {"num_workers": 0, "pin_memory": False, "prefetch_factor": None}
+    assert hp["train_dataloader_opts"] == {"batch_size": 5, "shuffle": True, **loading}
+    assert hp["test_dataloader_opts"] == {"batch_size": 6, **loading}
     assert hp["checkpointer"].recoverables["lr_annealing"] is hp["lr_annealing"]
     assert hp["checkpointer"].recoverables["counter"] is hp["epoch_counter"]
 

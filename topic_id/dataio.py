@@ -10,6 +10,7 @@ systems: B7, B14).
 import collections
 import functools
 import logging
+import multiprocessing
 import random
 from pathlib import Path
 
@@ -387,7 +388,8 @@ def loader_kwargs(hparams, datasets):
     place of ``batch_size``/``shuffle``; other options (``num_workers``, ...) are kept. The training
     batches follow ``sorting`` (random order, or ascending/descending duration) and are rebuilt
     every epoch when ``shuffle_buckets``; under DDP SpeechBrain splits them between processes.
-    Every split collates with :data:`collate` unless the options name another ``collate_fn``.
+    Every split collates with :data:`collate` unless the options name another ``collate_fn``;
+    worker processes are set up by :func:`worker_options`.
 
     Arguments
     ---------
@@ -407,6 +409,7 @@ def loader_kwargs(hparams, datasets):
     out["train"] = dict(hparams["train_dataloader_opts"])
     for opts in out.values():
         opts.setdefault("collate_fn", collate)
+        worker_options(opts)
     if not hparams.get("dynamic_batching", False):
         return out
     ordering = hparams.get("sorting", "random")
@@ -423,6 +426,29 @@ def loader_kwargs(hparams, datasets):
             seed=hparams.get("seed", 0),
         )
     return out
+
+
+def worker_options(opts):
+    """Make DataLoader options valid for their ``num_workers``, in place.
+
+    ``prefetch_factor`` only means something with worker processes (torch raises if it is given
+    without), so it is dropped at 0 workers, and when null (torch's default then). Workers are
+    forked: the datasets' pipelines are closures over this run's label encoder, tokenizer and
+    text vectors, which a ``spawn``/``forkserver`` worker would have to pickle (and cannot).
+
+    Example
+    -------
+    >>> opts = {"num_workers": 0, "pin_memory": False, "prefetch_factor": 4}
+    >>> worker_options(opts); opts
+    {'num_workers': 0, 'pin_memory': False}
+    >>> opts = {"num_workers": 2, "prefetch_factor": 4}
+    >>> worker_options(opts); opts["prefetch_factor"], opts["multiprocessing_context"]
+    (4, 'fork')
+    """
+    if not opts.get("num_workers") or opts.get("prefetch_factor") is None:
+        opts.pop("prefetch_factor", None)
+    if opts.get("num_workers") and "fork" in multiprocessing.get_all_start_methods():
+        opts.setdefault("multiprocessing_context", "fork")
 
 
 def durations(dataset):
