@@ -143,6 +143,8 @@ def test_too_many_sentencepiece_units_for_the_corpus_name_the_key(rows, tiny_cor
     with pytest.raises(ConfigError, match=f"^asr: output_neurons={limit + 1}, .* to {limit} or fewer"):
         preflight.check_corpus([rows["asr"]], tiny_corpus, profile="paper", root=ROOT,
                                extra=[f"--output_neurons={limit + 1}"])
+    with pytest.raises(ConfigError, match=r"^asr: output_neurons=10, .*: raise --output_neurons to \d+ or more"):
+        preflight.check_corpus([rows["asr"]], tiny_corpus, profile="tiny", root=ROOT, extra=["--output_neurons=10"])
 
 
 def test_every_row_of_the_demo_profile_fits_the_tiny_corpus(rows, tiny_corpus):

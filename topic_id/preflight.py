@@ -301,10 +301,24 @@ def _manifest(path):
     return read_manifest(path)[1]
 
 
-def _sentencepiece_limit(message):
-    """The largest vocabulary SentencePiece says it can make (from its error), or None."""
-    found = re.search(r"value <= (\d+)", str(message))
-    return int(found.group(1)) if found else None
+def _units_fix(failure):
+    """What to do about a failed SentencePiece training, from its message.
+
+    Example
+    -------
+    >>> _units_fix("Vocabulary size too high (1000). Please set it to a value <= 164.")
+    'lower --output_neurons to 164 or fewer, or give the ASR more transcribed data'
+    >>> _units_fix("Vocabulary size is smaller than required_chars. 10 vs 24. Increase vocab_size")
+    'raise --output_neurons to 24 or more (one unit per character of the text, and <unk>)'
+    """
+    message = " ".join(str(failure).split())
+    high = re.search(r"value <= (\d+)", message)
+    if high:
+        return f"lower --output_neurons to {high.group(1)} or fewer, or give the ASR more transcribed data"
+    low = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
+    if low:
+        return f"raise --output_neurons to {low.group(1)} or more (one unit per character of the text, and <unk>)"
+    return f"change --output_neurons ({message})"
 
 
 @contextlib.contextmanager
@@ -367,13 +381,9 @@ def check_units(tokenizer, rows_needing):
                 return
             except ValueError as err:
                 failure = err.__cause__ or err
-    limit = _sentencepiece_limit(failure)
     n, unit = settings["vocab_size"], settings.get("model_type", "unigram")
-    fix = (f"lower --output_neurons to {limit} or fewer" if limit
-           else f"lower --output_neurons ({' '.join(str(failure).split())})")
     raise ConfigError(f"{who}: output_neurons={n}, but SentencePiece cannot make {n} {unit} units "
-                      f"from the {len(texts)} transcribed training texts of {train_csv}: {fix}, "
-                      "or give the ASR more transcribed data")
+                      f"from the {len(texts)} transcribed training texts of {train_csv}: {_units_fix(failure)}")
 
 
 def check_corpus(rows, data, profile=None, extra=(), root="."):
