@@ -307,6 +307,7 @@ JOB_SCRIPT = """#!/bin/bash
 # {label}: written by recipes/run_table.sh --launcher slurm
 set -uo pipefail
 {exports}echo "$ {shown}"
+started=$(date +%s.%N)
 # Shortly before the time limit SLURM sends USR1: stop the step (its last checkpoint stands) and
 # put the job back in the queue, where it resumes from that checkpoint.
 {command} &
@@ -315,6 +316,10 @@ trap 'kill -TERM "$child"; wait "$child"; scontrol requeue "$SLURM_JOB_ID"; exit
 wait "$child"
 status=$?
 # wait returns early when the trap fires; the trap then ends the script.
+if [ "$status" -eq 0 ]; then
+    awk -v s="$started" -v f="$(date +%s.%N)" 'BEGIN {{ printf "\\"%s\\",ran,%.1f,%.1f,%.1f\\n", {quoted_label}, f - s, s, f }}' \\
+        >> {record}
+fi
 exit $status
 """
 
@@ -378,6 +383,8 @@ class Slurm:
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         command = shlex.join(str(c) for c in step.cmd)
         return env, JOB_SCRIPT.format(label=step.label, exports=exports, command=command,
+                                      quoted_label=json.dumps(step.label),
+                                      record=shlex.quote(str(self.logs / "steps.csv")),
                                       shown=command.replace("\\", "\\\\").replace('"', '\\"')
                                       .replace("$", "\\$").replace("`", "\\`"))
 
@@ -390,6 +397,11 @@ class Slurm:
             An ``sbatch`` or ``squeue`` call failed (the message has SLURM's words).
         """
         record = {} if self.dry_run else self._record()
+        if not self.dry_run and not (self.logs / "steps.csv").is_file():
+            # Each job appends its own row when it succeeds (JOB_SCRIPT): the report's run time.
+            self.logs.mkdir(parents=True, exist_ok=True)
+            with atomic_write(self.logs / "steps.csv", newline="") as f:
+                csv.writer(f).writerow(STEP_FIELDS)
         active = set() if self.dry_run else self.queued()
         jobs = {}  # label -> job id (or the label itself in a dry run) of a step still to finish
         counts = {"submitted": 0, "queued": 0, "finished": 0}

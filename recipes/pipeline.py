@@ -40,7 +40,7 @@ from pathlib import Path
 
 from data_prep.manifest import linked_copy
 from launchers import (STEP_FIELDS, Runner, Slurm, StepFailed, load_slurm_config,  # noqa: F401
-                       print_environment_header)
+                       print_environment_header, resources)
 from topic_id.errors import ConfigError
 from topic_id.experiment import profile_path, profile_overrides, read_yaml_map, top_level_keys
 from topic_id.registry import RESULTS_COPY, load_registry, transcriber
@@ -400,6 +400,10 @@ def run(args):
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.device == "cpu" and local else None
     if "OMP_NUM_THREADS" in os.environ:  # the user's setting wins
         threads = None
+    config = None if local else load_slurm_config(args.slurm_config)
+    if config is not None and args.prep_workers is None:
+        # A job may see every core of its node but owns only the CPUs it asked for.
+        args.prep_workers = resources(config, Step("prepare corpus", [], kind="prepare")).get("cpus")
     steps = plan(args)
     unknown = sorted(set(args.row_gpus) - {s.row for s in steps})
     if unknown:
@@ -410,7 +414,7 @@ def run(args):
         if not args.dry_run:
             logger.info("%d parallel step(s)%s", args.jobs, f", {threads} thread(s) each" if threads else "")
     else:
-        launcher = Slurm(out, load_slurm_config(args.slurm_config), threads_from_cpus=args.device == "cpu",
+        launcher = Slurm(out, config, threads_from_cpus=args.device == "cpu",
                          dry_run=args.dry_run)
     if args.dry_run:
         print_environment_header(args.launcher, args.jobs, args.gpus, launcher.extra_env if local else {})
