@@ -39,7 +39,7 @@ def _csv(args):
     prepare_csv_corpus(args.metadata_csv, args.out_dir, audio_root=args.audio_root,
                        dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
                        topics=args.topics, max_duration=args.max_duration, seed=args.seed,
-                       force=args.force, long=args.long)
+                       force=args.force, long=args.long, num_workers=args.num_workers)
 
 
 def _folder(args):
@@ -48,7 +48,7 @@ def _folder(args):
     prepare_folder_corpus(args.root, args.out_dir, dev_fraction=args.dev_fraction,
                           test_fraction=args.test_fraction, topics=args.topics,
                           max_duration=args.max_duration, seed=args.seed, force=args.force,
-                          long=args.long)
+                          long=args.long, num_workers=args.num_workers)
 
 
 def _demo(args):
@@ -88,12 +88,18 @@ def build_parser():
                               "cut them at pauses into 16 kHz segments under the limit, which keep the "
                               "topic, speaker and split but not the transcript")
 
+    def workers(sub, what):
+        sub.add_argument("--num-workers", type=int, default=None, metavar="N",
+                         help=f"processes {what} (default: one per available CPU core, and per 256 "
+                              "recordings)")
+
     def splitting(sub):
         sub.add_argument("--dev-fraction", type=float, default=0.1,
                          help="share drawn for dev when there is no split column")
         sub.add_argument("--test-fraction", type=float, default=0.1, help="share drawn for test")
         sub.add_argument("--topics", help="file with one topic per line: the label order")
         max_duration(sub)
+        workers(sub, "cutting long recordings (--long segment; other audio is used as it is)")
 
     lp = command("lp", _lp, "prepare Lahjoita puhetta (puhelahjat/v1) into manifests")
     lp.add_argument("corpus_dir", help="folder holding puhelahjat/ (or puhelahjat/v1)")
@@ -105,9 +111,7 @@ def build_parser():
                          "transcribed hours)")
     lp.add_argument("--test-hours", type=float, help="hours drawn for test (default as --dev-hours)")
     max_duration(lp)
-    lp.add_argument("--num-workers", type=int, default=None,
-                    help="processes converting audio (default: one per available CPU core, "
-                         "and per 256 recordings)")
+    workers(lp, "converting audio")
 
     csv_cmd = command("csv", _csv,
                       "prepare a corpus described by a CSV (path, topic[, transcript, speaker, split, id])")

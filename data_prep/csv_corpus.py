@@ -28,6 +28,7 @@ from data_prep.long_recordings import cut_recording, explain_given_up, replace_b
 from data_prep.manifest import MAX_DURATION, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import finish_splits, given_splits, hold_out_speakers, require_eval_text
 from data_prep.text_norm import normalize_transcript, read_transcript
+from data_prep.workers import map_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 
 def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1, test_fraction=0.1,
-                       topics=None, max_duration=MAX_DURATION, seed=1, force=False, long="drop"):
+                       topics=None, max_duration=MAX_DURATION, seed=1, force=False, long="drop",
+                       num_workers=None):
     """Prepare a corpus described by a metadata CSV.
 
     Arguments
@@ -61,6 +63,9 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
         more into shorter segments instead (:mod:`data_prep.long_recordings`).
+    num_workers : int, optional
+        Processes cutting long recordings (default: one per available core and per 256
+        recordings, :func:`data_prep.workers.worker_count`); other audio is not converted.
 
     Returns
     -------
@@ -76,18 +81,18 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     given = bool(records) and any(values and "split" in values for _, values in records)
     extra = {"corpus": "csv", "metadata_csv": str(Path(metadata_csv).resolve()), "audio_root": str(root)}
     return _prepare(records, root, out_dir, given, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra, intake)
+                    seed, extra, intake, num_workers)
 
 
 def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, topics=None,
-                          max_duration=MAX_DURATION, seed=1, force=False, long="drop"):
+                          max_duration=MAX_DURATION, seed=1, force=False, long="drop", num_workers=None):
     """Prepare a corpus laid out as ``ROOT/<topic>/[<speaker>/]*.{wav,flac}``.
 
     Arguments
     ---------
     root : str or Path
         The corpus folder: one sub-folder per topic.
-    out_dir, dev_fraction, test_fraction, topics, max_duration, seed, force, long
+    out_dir, dev_fraction, test_fraction, topics, max_duration, seed, force, long, num_workers
         As in :func:`prepare_csv_corpus`.
 
     Returns
@@ -113,7 +118,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
         return manifest_paths(out_dir)
     extra = {"corpus": "folder", "root": str(root.resolve())}
     return _prepare(records, root, out_dir, False, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra, intake)
+                    seed, extra, intake, num_workers)
 
 
 def _derive_id(path, root):
@@ -165,7 +170,8 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
     return row, split
 
 
-def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra, intake):
+def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra, intake,
+             num_workers):
     """Check the records, split them and write the prepared corpus."""
     allowed = _read_topics(topics_file) if topics_file else None
     rows, split_of = [], {}
@@ -193,8 +199,9 @@ def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration
     splits, untranscribed = require_eval_text(splits, has_text)
     intake.drop_rows(explain_given_up(untranscribed, intake))
     # Cut after the splits are settled, so that all segments of a recording land in its split.
-    cut = {r.ID: cut_recording(intake.long[r.ID], out_dir / "segments", r.ID, max_duration)
-           for rs in splits.values() for r in rs if r.ID in intake.long}
+    ids = [r.ID for rs in splits.values() for r in rs if r.ID in intake.long]
+    jobs = [(intake.long[i], out_dir / "segments", i, max_duration) for i in ids]
+    cut = dict(zip(ids, map_jobs(cut_recording, jobs, num_workers)))
     splits = finish_splits(replace_by_segments(splits, cut, intake, out_dir))
     topics = allowed or sorted({r.topic for rs in splits.values() for r in rs})
     missing = [t for t in topics if not any(r.topic == t for r in splits["train"])]

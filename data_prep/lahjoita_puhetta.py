@@ -30,10 +30,6 @@ read, and silently demoting the recording would hide a fixable corpus error.
 """
 
 import logging
-import math
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import soundfile
@@ -50,14 +46,12 @@ from data_prep.splits import (
 )
 from data_prep.text_norm import read_transcript
 from data_prep.topics import THEME_TO_TOPIC, TOPICS, theme_to_topic
+from data_prep.workers import map_jobs
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 """The one sample rate of every prepared file (fixes B3)."""
-JOBS_PER_WORKER = 256
-"""By default a conversion worker is started per this many recordings (up to one per core): each
-spends seconds importing torch for the resampler, which a few hundred short files do not repay."""
 DEFAULT_HOURS = 3.0
 """The default size of dev and of test: the paper's 3 h each (Sec. II)."""
 DEFAULT_SHARE = 0.1
@@ -284,36 +278,6 @@ def _split(rows, intake, hours, split_lists, seed):
     return splits
 
 
-def _one_thread():
-    """Pool initializer: one torch thread per conversion worker, as the workers fill the cores."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def conversion_workers(num_workers, n_jobs):
-    """Processes to convert ``n_jobs`` recordings with: ``num_workers`` when given, else one per
-    available core (:func:`available_cpus`) and per :data:`JOBS_PER_WORKER` recordings.
-
-    Example
-    -------
-    >>> conversion_workers(3, 10), conversion_workers(None, 10)
-    (3, 1)
-    """
-    if num_workers is not None:
-        return num_workers
-    return max(1, min(available_cpus(), math.ceil(n_jobs / JOBS_PER_WORKER)))
-
-
-def available_cpus():
-    """The CPU cores this process may run on (its affinity mask where the OS has one, as under
-    ``taskset`` or a SLURM allocation; else every core)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
 def _convert_one(src, dst, reuse, limit):
     """:func:`convert_audio`, or with a ``limit`` (a recording to be cut) :func:`cut_recording`
     into segments beside ``dst``; one function, so that one pool runs both kinds of job."""
@@ -331,16 +295,7 @@ def _convert(splits, source_audio, audio_dir, force, num_workers, intake, max_du
     rows = [row for split_rows in splits.values() for row in split_rows]
     jobs = [(source_audio[r.ID], audio_dir / f"{r.ID}.flac", not force,
              max_duration if r.ID in intake.long else None) for r in rows]
-    workers = conversion_workers(num_workers, len(jobs))
-    if workers > 1 and len(jobs) > 1:
-        # spawn, not fork: a fork of a process whose torch thread pool has run can deadlock.
-        # Chunks of up to 16 jobs, at least four per worker; map keeps the rows' order.
-        chunk = max(1, min(16, math.ceil(len(jobs) / (4 * workers))))
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread) as pool:
-            results = list(pool.map(_convert_one, *zip(*jobs), chunksize=chunk))
-    else:
-        results = [_convert_one(*job) for job in jobs]
+    results = map_jobs(_convert_one, jobs, num_workers)
     failed, cut = set(), {}
     for row, (duration, reason) in zip(rows, results):
         if row.ID in intake.long:
@@ -377,7 +332,7 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=None, test_hours=Non
         Rebuild a finished preparation.
     num_workers : int, optional
         Processes converting audio (default: one per available core and per 256 recordings,
-        :func:`conversion_workers`).
+        :func:`data_prep.workers.worker_count`).
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
         more into shorter segments instead (:mod:`data_prep.long_recordings`), which keep their

@@ -9,9 +9,8 @@ import pytest
 import soundfile
 from lp_fixture import make_toy_lp_corpus
 
-from data_prep.__main__ import build_parser, main
-from data_prep import lahjoita_puhetta
-from data_prep.lahjoita_puhetta import conversion_workers, find_parts, prepare_lahjoita_puhetta
+from data_prep.__main__ import main
+from data_prep.lahjoita_puhetta import find_parts, prepare_lahjoita_puhetta
 from data_prep.manifest import COLUMNS, PrepError, read_manifest
 from data_prep.text_norm import normalize_transcript
 from data_prep.topics import THEME_TO_TOPIC, TOPICS
@@ -239,13 +238,6 @@ def test_parallel_conversion_gives_the_same_manifests(tmp_path):
     for name in ("train.csv", "dev.csv", "test.csv", *(f"audio/{r}.flac" for r in small.durations)):
         assert (tmp_path / "serial" / name).read_bytes() == (tmp_path / "parallel" / name).read_bytes()
 
-
-def test_conversion_workers_default_to_the_cores(monkeypatch):
-    monkeypatch.setattr(lahjoita_puhetta, "available_cpus", lambda: 16)
-    assert [conversion_workers(None, n) for n in (0, 10, 256, 257, 1000, 100_000)] == [1, 1, 1, 2, 4, 16]
-    assert conversion_workers(2, 10) == 2
-    assert build_parser().parse_args(["lp", "in", "out"]).num_workers is None
-    assert build_parser().parse_args(["lp", "in", "out", "--num-workers", "3"]).num_workers == 3
 
 
 def test_unwritable_output_is_a_clear_error(toy, tmp_path):

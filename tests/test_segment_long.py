@@ -371,3 +371,16 @@ def test_dev_recording_without_any_aligned_word_is_dropped(tmp_path):
     assert dropped.source == "meta.csv:2" and "no aligned word in any segment of dev" in dropped.reason
     assert intake.counts["segments_without_words"] == 2 and not intake.segmented
     assert not any(path.exists() for _, path, _ in pieces)
+
+
+def test_csv_cuts_in_two_workers_give_the_same_corpus(csv_corpus, tmp_path):
+    meta, _, _ = csv_corpus
+    for workers in (1, 2):
+        prepare_csv_corpus(meta, tmp_path / str(workers), long="segment", num_workers=workers)
+    files = sorted(p.relative_to(tmp_path / "1") for p in (tmp_path / "1").rglob("*")
+                   if p.is_file() and p.name != "summary.json")
+    assert any(p.suffix == ".flac" for p in files)
+    assert files == sorted(p.relative_to(tmp_path / "2") for p in (tmp_path / "2").rglob("*")
+                           if p.is_file() and p.name != "summary.json")
+    for path in files:
+        assert (tmp_path / "1" / path).read_bytes() == (tmp_path / "2" / path).read_bytes(), path
