@@ -20,7 +20,9 @@ words aligned inside it (:mod:`data_prep.alignments`); otherwise the transcript 
 why the alignment could not be used is logged and counted (``alignments_unusable``).
 The speaker is the client id, the prefix of ``recordingId`` before the first ``_``. Dev and test are
 speaker-disjoint and drawn from recordings with a manual transcript, which the text systems need
-for scoring, or taken from user-given lists; train keeps ``transcribed`` and ``untranscribed`` rows.
+for scoring (3 h each by default, as in the paper, but at most a tenth of the transcribed hours
+each, so that one part or a pilot subset prepares too), or taken from user-given lists; train
+keeps ``transcribed`` and ``untranscribed`` rows.
 
 An annotation file that is empty after normalisation (only noise markers, or blank) says that no
 words are known for the recording, not that its audio or topic is wrong: the recording is kept as
