@@ -175,8 +175,8 @@ def run(corpus, work, seconds, workers=(0, 1, 2), repeats=2):
     audio, batches = epochs[0]["audio"], epochs[0]["batches"]
     per_batch = audio / batches
     speed = {n: e["audio"] / e["wall"] for n, e in epochs.items()}
-    # A worker's audio per second of its own CPU time: what one worker sustains on a core of its own,
-    # whatever else runs on the machine.
+    # A worker's audio per second of its own CPU time (its decoding thread and the thread that hands
+    # batches over through shared memory): what it sustains on a core of its own, whatever else runs.
     per_worker = epochs[1]["audio"] / epochs[1]["workers"]
     what = (f"training loader of audio_crdnn --profile=paper (dynamic batches ≤ {hp['max_batch_length']:g} s "
             f"padded, {batches} batches, {audio / 3600:.1f} h of 16 kHz FLAC as data_prep lp writes, "
@@ -198,7 +198,7 @@ def run(corpus, work, seconds, workers=(0, 1, 2), repeats=2):
         rows.append(Row(
             "loader", f"workers a paper-size CRDNN step needs to stay busy: {label}, "
             f"{limit:g} s of audio per step (a batch's padded length: at most its real audio)",
-            "one worker's rate", f"{need:.0f} audio s/s needed, {per_worker:.0f} per worker core: ≥ {n} "
+            "one worker's rate", f"{need:.0f} audio s/s needed, {per_worker:.0f} per worker CPU s: ≥ {n} "
             f"worker{'s' * (n > 1)} (cores like these{'' if measured else '; an ESTIMATE: no GPU measured it'}); "
             f"0 workers add up to {limit / speed[0]:.3f} s of loading to each {step:.2g} s step",
             per_worker / need))
