@@ -17,6 +17,7 @@ import torch
 from topic_id import metrics
 from topic_id.encoders import frame_lengths
 from topic_id.nnet import masked_mean
+from topic_id.rng_state import RandomState
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,44 @@ class TopicBrain(sb.Brain):
                     module, find_unused_parameters=self.find_unused_parameters
                 )
         return None
+
+    # The training loader's own generator (make_dataloader), reseeded at every epoch's start.
+    loader_generator = None
+
+    def on_fit_start(self):
+        """Checkpoint the random generators too, then SpeechBrain's start (which resumes).
+
+        With the generators (:class:`topic_id.rng_state.RandomState`) beside the weights,
+        optimizer, schedulers, epoch counter and loader position, a run killed at any point and
+        started again with the same command ends as the uninterrupted run would have. Optional
+        on loading, so checkpoints written without it still resume (with a warning).
+        """
+        if self.checkpointer is not None and "rng" not in self.checkpointer.recoverables:
+            self.checkpointer.add_recoverable("rng", RandomState(), optional_load=True)
+        super().on_fit_start()
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """SpeechBrain's loader; the training loader's batches and start depend on the epoch alone.
+
+        A ``batch_sampler`` (dynamic batching) gets ``set_epoch`` every epoch, as SpeechBrain's
+        shuffling sampler does (under DDP SpeechBrain's wrapper already passes it on). Without it,
+        epoch 1 had one batching and every later epoch one other, built from the state the sampler
+        had reached, so a restarted process batched its first epoch as epoch 1. The loader also
+        gets its own torch generator, reseeded every epoch (:meth:`on_stage_start`): making an
+        epoch's iterator draws the workers' base seed, and from the global generator that draw
+        would come after the restored state of a mid-epoch checkpoint in the resumed run only.
+        SpeechBrain's loader records its position in mid-epoch checkpoints, with a batch sampler
+        and with worker processes alike; random draws inside workers (no pipeline here makes
+        any) are not resumed mid-epoch.
+        """
+        batch_sampler = loader_kwargs.get("batch_sampler")
+        if stage == sb.Stage.TRAIN:
+            self.loader_generator = torch.Generator()
+            loader_kwargs.setdefault("generator", self.loader_generator)
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
+            self.train_sampler = batch_sampler
+        return loader
 
     def audio_features(self, batch, stage):
         """Filterbanks normalised with running global statistics, or raw audio when no Fbank.
@@ -172,8 +211,10 @@ class TopicBrain(sb.Brain):
         return super().evaluate_batch(batch, stage)
 
     def on_stage_start(self, stage, epoch=None):
-        """Reset the per-utterance records of an evaluation pass."""
+        """Reset the per-utterance records of an evaluation pass; seed the epoch's loader generator."""
         self.records = defaultdict(list)
+        if stage == sb.Stage.TRAIN and self.loader_generator is not None:
+            self.loader_generator.manual_seed(int(getattr(self.hparams, "seed", 0)) * 1000 + int(epoch or 0))
 
     def stage_metrics(self, stage_loss):
         """Metrics of the finished evaluation pass."""

@@ -1,0 +1,168 @@
+"""A training run killed with SIGKILL and started again with the same command ends exactly as the
+uninterrupted run: the same metrics.json, predictions and kept checkpoints, whether it was killed
+between epochs (resuming from an end-of-epoch checkpoint) or resumes from a checkpoint saved in the
+middle of an epoch (SpeechBrain's ``--ckpt_interval_steps``, or ``--ckpt_interval_minutes`` for
+real runs: the same save, another trigger). The system has dropout in its head and draws its
+dynamic batches anew every epoch, so the random generators and the samplers both matter.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+EPOCHS = 3
+# Fixed-size batches are shuffled by SpeechBrain's ReproducibleRandomSampler, dynamic ones come
+# from topic_id.dataio's DynamicBatchSampler: both must resume.
+BATCHING = {"dynamic": ["--dynamic_batching=True", "--max_batch_length=12", "--num_buckets=3"],
+            "fixed": ["--batch_size=4"]}
+
+
+def _command(corpus, out, batching, *extra):
+    return [sys.executable, str(ROOT / "recipes" / "train.py"), str(ROOT / "hparams" / "audio_tdnn.yaml"),
+            f"--data_folder={corpus}", f"--output_folder={out}", "--profile=tiny", "--device=cpu",
+            f"--number_of_epochs={EPOCHS}", "--head_dropout=0.5", *BATCHING[batching], *extra]
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def _run(command):
+    done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def _checkpoints(save):
+    """``{path: meta}`` of the complete checkpoints under ``save``."""
+    found = {}
+    for meta in save.glob("CKPT+*/CKPT.yaml"):
+        try:
+            found[meta.parent] = yaml.safe_load(meta.read_text())
+        except (OSError, yaml.YAMLError):  # deleted while read
+            continue
+    return {path: meta for path, meta in found.items() if isinstance(meta, dict)}
+
+
+def _kill_when(command, save, ready, timeout=120):
+    """Start ``command``, SIGKILL it once ``ready(checkpoints under save)`` holds.
+
+    Returns the newest checkpoint left, the one the rerun resumes: ``(path, meta)``.
+    """
+    proc = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        ckpts = _checkpoints(save)
+        if ready(ckpts):
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    ckpts = _checkpoints(save)
+    newest = max(ckpts, key=lambda path: ckpts[path]["unixtime"])
+    return newest, ckpts[newest]
+
+
+def _outputs(out):
+    """What must not depend on the interruption: outputs, and the kept checkpoints' metrics."""
+    kept = sorted((meta["end-of-epoch"], sorted((k, v) for k, v in meta.items() if k != "unixtime"))
+                  for meta in _checkpoints(out / "save").values())
+    files = {name: (out / name).read_bytes() for name in ("metrics.json", "predictions.csv", "predictions_dev.csv")}
+    return files, kept
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_corpus, tmp_path_factory):
+    """``{batching: outputs}`` of the runs nobody killed, made on first use."""
+    done = {}
+
+    def get(batching):
+        if batching not in done:
+            out = tmp_path_factory.mktemp(f"uninterrupted_{batching}")
+            _run(_command(tiny_corpus, out, batching))
+            done[batching] = _outputs(out)
+        return done[batching]
+
+    return get
+
+
+def _end_of_epoch(ckpts):
+    return any(meta["end-of-epoch"] for meta in ckpts.values())
+
+
+def _intra_epoch_after_an_epoch(ckpts):
+    """A checkpoint saved in the middle of an epoch after the first (the generators have moved on)."""
+    ends = [meta["unixtime"] for meta in ckpts.values() if meta["end-of-epoch"]]
+    return bool(ends) and any(not meta["end-of-epoch"] and meta["unixtime"] > min(ends) for meta in ckpts.values())
+
+
+@pytest.mark.parametrize("batching", ["dynamic", "fixed"])
+def test_killed_between_epochs_resumes_exactly(tiny_corpus, tmp_path, uninterrupted, batching):
+    out = tmp_path / "run"
+    command = _command(tiny_corpus, out, batching)
+    resumed_from, meta = _kill_when(command, out / "save", _end_of_epoch)
+    assert meta["end-of-epoch"] is True and not (out / "metrics.json").exists()
+    _run(command)
+    assert f"Loading a checkpoint from {resumed_from}" in (out / "log.txt").read_text()
+    assert _outputs(out) == uninterrupted(batching)
+
+
+# The loader's position is saved from the main process's iterator, with or without worker processes.
+@pytest.mark.parametrize("workers", [0, 2])
+def test_killed_mid_epoch_resumes_exactly_from_an_intra_epoch_checkpoint(tiny_corpus, tmp_path, uninterrupted,
+                                                                          workers):
+    out = tmp_path / "run"
+    # SpeechBrain's command line takes whole minutes only; steps trigger the same save in seconds.
+    command = _command(tiny_corpus, out, "dynamic", "--ckpt_interval_steps=3", f"--num_workers={workers}")
+    resumed_from, meta = _kill_when(command, out / "save", _intra_epoch_after_an_epoch)
+    assert meta["end-of-epoch"] is False
+    _run(command)
+    assert f"Loading a checkpoint from {resumed_from}" in (out / "log.txt").read_text()
+    files, kept = _outputs(out)
+    # Intra-epoch checkpoints carry no metric and are deleted by the next end-of-epoch save, so
+    # best-checkpoint selection only ever sees end-of-epoch ones.
+    assert all(end_of_epoch for end_of_epoch, _ in kept)
+    assert (files, kept) == uninterrupted("dynamic")
+
+
+def test_ckpt_interval_minutes_reaches_the_brain(tiny_corpus, tmp_path, train, monkeypatch):
+    """``--ckpt_interval_minutes`` (intra-epoch checkpoints of real runs) passes through train.py."""
+    from topic_id.brains import TopicBrain
+
+    class Stop(Exception):
+        pass
+
+    def fit(self, *args, **kwargs):
+        raise Stop(self.ckpt_interval_minutes)
+
+    monkeypatch.setattr(TopicBrain, "fit", fit)
+    with pytest.raises(Stop) as stopped:
+        train("hparams/audio_tdnn.yaml", tiny_corpus, tmp_path / "run", "--ckpt_interval_minutes=30")
+    assert stopped.value.args == (30,)
+
+
+def test_a_checkpoint_without_generator_states_still_resumes(tmp_path):
+    """Checkpoints saved before the generators were checkpointed load, with a warning."""
+    import torch
+    from speechbrain.utils.checkpoints import Checkpointer
+
+    from topic_id.brains import TopicBrain
+
+    def brain(layer):
+        return TopicBrain(modules={"head": layer}, opt_class=lambda params: torch.optim.SGD(params, lr=0.1),
+                          run_opts={"device": "cpu"}, checkpointer=Checkpointer(tmp_path, {"head": layer}))
+
+    old = brain(torch.nn.Linear(2, 2))
+    old.init_optimizers()
+    old.checkpointer.save_checkpoint()
+    assert "rng" not in old.checkpointer.recoverables
+    new = brain(torch.nn.Linear(2, 2))
+    with pytest.warns(UserWarning, match="missing a load path for rng"):
+        new.on_fit_start()
+    assert torch.equal(new.modules.head.weight, old.modules.head.weight)
+    assert "rng" in new.checkpointer.recoverables
