@@ -116,6 +116,17 @@ def newer_than(output, inputs):
     return output.stat().st_mtime >= max(times, default=0)
 
 
+def checked(cmd, stamp, corpus_summary):
+    """Whether the corpus check ``cmd`` passed since the corpus was last prepared (its ``--stamp``)."""
+    from topic_id.preflight import stamp_of
+
+    if not newer_than(stamp, [corpus_summary]):
+        return False
+    at = cmd.index("--")
+    wanted = stamp_of([str(c) for c in cmd[cmd.index("topic_id.preflight") + 1:at]], cmd[at + 1:])
+    return json.loads(Path(stamp).read_text(encoding="utf-8")) == wanted
+
+
 def prepare_command(args, data):
     """The data_prep command of the chosen corpus."""
     base = [sys.executable, "-m", "data_prep"]
@@ -151,7 +162,61 @@ def _train_cmd(row, data, run_dir, seed, args, extra=(), gpus=0):
         cmd.append(f"--text_encoder_device={args.device}")
     if args.profile:
         cmd.append(f"--profile={args.profile}")
-    return cmd + list(args.train_args)
+    return cmd + row_train_args(row, args.train_args)
+
+
+def _items(argv):
+    """Command-line items: each ``--option`` with the values that follow it."""
+    items = []
+    for arg in argv:
+        if arg.startswith("--") or not items:
+            items.append([arg])
+        else:
+            items[-1].append(arg)
+    return items
+
+
+@functools.lru_cache(maxsize=1)
+def run_options():
+    """Names of SpeechBrain's run options (``precision``, ``ckpt_interval_minutes``, ...)."""
+    import dataclasses
+
+    logging.getLogger("speechbrain").setLevel(logging.WARNING)  # its import-time notes
+    from speechbrain.utils.run_opts import RunOptions
+
+    return frozenset(f.name for f in dataclasses.fields(RunOptions))
+
+
+def is_run_option(item):
+    """Whether ``--name[=value]`` is one of SpeechBrain's run options, not a YAML key.
+
+    >>> is_run_option("--precision=bf16"), is_run_option("--lr=0.1")
+    (True, False)
+    """
+    return item[2:].split("=", 1)[0] in run_options()
+
+
+def row_train_args(row, train_args):
+    """The part of ``--train-args`` that applies to ``row``: run options, and the overrides of keys
+    its YAML has (``--num_workers`` means nothing to the bag-of-words row)."""
+    keys = top_level_keys(ROOT / row["hparams"])
+    kept = []
+    for item in _items(train_args):
+        if is_run_option(item[0]) or item[0][2:].split("=", 1)[0] in keys:
+            kept += item
+    return kept
+
+
+def check_train_args(rows, train_args):
+    """ConfigError for an override of ``--train-args`` that no row's YAML has (a typo)."""
+    keys = set().union(*(top_level_keys(ROOT / r["hparams"]) for r in rows)) if rows else set()
+    for item in _items(train_args):
+        key = item[0][2:].split("=", 1)[0]
+        if not item[0].startswith("--"):
+            raise ConfigError(f"--train-args: {item[0]!r} is not an option; give --key=value items")
+        if not is_run_option(item[0]) and key not in keys:
+            raise ConfigError(f"--train-args: --{key} is neither a trainer option nor a key of any "
+                              "row's YAML; see recipes/train.py --help and hparams/*.yaml")
 
 
 def _transcribe_cmd(asr_run, data, args, copy_from=None):
@@ -259,6 +324,7 @@ def plan(args, rows=None):
     warm = {row["name"] for row in rows if warm_started(row, args.profile)}
     if getattr(args, "systems", None):
         rows = select_rows(rows, args.systems, warm)
+    check_train_args(rows, args.train_args)
     seeds = args.seeds.split()
     first = seeds[0]
     wanted = range(args.stage, args.stop_stage + 1)
@@ -287,10 +353,24 @@ def plan(args, rows=None):
     asr_run = out / "results" / "asr" / first
     if asr is None:  # --systems chose no row that reads the ASR's transcripts
         wanted = [stage for stage in wanted if stage not in (3, 4)]
+    check = "check corpus"
+    if 3 in wanted or 5 in wanted:
+        # What would kill a step days in (too few transcripts for the ASR's units, ...) ends the
+        # table here instead, before anything trains.
+        cmd = [sys.executable, "-m", "topic_id.preflight", "--registry", REGISTRY, "--systems",
+               ",".join(r["name"] for r in rows), "--data", data, "--check", "corpus", "--root", ROOT,
+               "--stamp", data / "preflight.json"]
+        if args.profile:
+            cmd += ["--profile", args.profile]
+        cmd += ["--", *args.train_args]
+        stamp = data / "preflight.json"
+        steps.append(Step(check, cmd, lambda c=cmd, f=stamp: checked(c, f, data / "summary.json"), [prep],
+                          continues=False, kind="check"))
     if 3 in wanted:
         steps.append(Step(f"train asr seed {first}",
                           _train_cmd(asr, data, asr_run, first, args, gpus=row_gpus(asr, args)),
-                          asr_run / "metrics.json", [prep], kind="asr", row="asr", gpus=row_gpus(asr, args)))
+                          asr_run / "metrics.json", [prep, check], kind="asr", row="asr",
+                          gpus=row_gpus(asr, args)))
     if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
         steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args),
                           lambda: transcribed(data, asr_run), [f"train asr seed {first}"],
@@ -300,7 +380,7 @@ def plan(args, rows=None):
             for row in rows:
                 if row["name"] == "asr":
                     continue
-                corpus, deps = data, [prep, *standins]
+                corpus, deps = data, [prep, check, *standins]
                 source = transcriber(row)
                 if source == "asr":
                     deps.append("transcribe with asr")
@@ -333,6 +413,23 @@ def plan(args, rows=None):
                           lambda: newer_than(results / "report" / "table1.csv", markers),
                           [s.label for s in steps], kind="report"))
     return steps
+
+
+def check_models(steps, args, data):
+    """Load every pretrained model the planned rows need (configs and tokenizers, no weights).
+
+    A missing or unloadable model ends the table here, in seconds, with one line naming it and how
+    to fetch it (:func:`topic_id.preflight.check_models`); the stand-ins a step builds are skipped.
+    """
+    from topic_id.preflight import check_models as check
+
+    logging.getLogger("speechbrain").setLevel(logging.WARNING)  # its import-time notes
+
+    names = {s.row for s in steps if s.row}
+    rows = [r for r in load_registry(REGISTRY) if r["name"] in names]
+    built = [Path(s.done).parent for s in steps if s.kind == "standins"]
+    if rows:
+        check(rows, data, args.profile, args.train_args, ROOT, built)
 
 
 @functools.lru_cache(maxsize=1)
@@ -408,6 +505,8 @@ def run(args):
     unknown = sorted(set(args.row_gpus) - {s.row for s in steps})
     if unknown:
         raise ConfigError(f"--row-gpus names {unknown[0]}, which is not a row of this table")
+    if not args.dry_run:
+        check_models(steps, args, out / "data")
     if local:
         launcher = Runner(out, args.jobs, threads, gpus=args.gpus if args.device.startswith("cuda") else None,
                           dry_run=args.dry_run)

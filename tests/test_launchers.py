@@ -77,10 +77,38 @@ def test_training_steps_take_the_device_and_the_trainer_options(tmp_path):
     assert w2v.gpus == 4 and w2v.cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
     assert text.gpus == 1 and text.cmd[1] == "recipes/train.py"
     assert text.cmd[-2:] == ["--precision=bf16", "--num_workers=8"]  # last: the user's options win
+    # An override goes only to the rows whose YAML has the key; run options to every row.
+    assert steps["train bow_man seed 1"].cmd[-1] == "--precision=bf16"
     # The frozen text encoder fills its cache on the step's device.
     assert "--text_encoder_device=cuda" in text.cmd and "--text_encoder_device=cuda" not in w2v.cmd
     assert steps["train bow_man seed 1"].gpus == 0  # scikit-learn, no GPU
     assert steps["transcribe with asr"].gpus == 1 and steps["prepare corpus"].gpus == 0
+
+
+def test_a_train_arg_no_row_has_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="--num_worker is neither a trainer option nor a key"):
+        pipeline.plan(_args(tmp_path, "--device", "cpu", "--train-args=--num_worker=8"))
+
+
+def test_every_training_step_waits_for_the_corpus_check(tmp_path):
+    steps = pipeline.plan(_args(tmp_path, "--device", "cpu", "--train-args=--lr=0.5"))
+    check = next(s for s in steps if s.label == "check corpus")
+    assert check.deps == ["prepare corpus"] and check.cmd[-2:] == ["--", "--lr=0.5"]
+    assert all("check corpus" in s.deps for s in steps if s.label.startswith("train "))
+    assert not check.finished()
+
+
+def test_a_missing_pretrained_model_stops_the_table_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.time()
+    with pytest.raises(SystemExit) as stop:
+        pipeline.main(["--corpus", "demo", "--size", "tiny", "--profile", "paper", "--device", "cpu",
+                       "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and time.time() - start < 60
+    assert err.startswith("error: ") and "TurkuNLP/bert-base-finnish" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_cpu_steps_take_no_gpu(tmp_path):
@@ -124,9 +152,11 @@ def test_slurm_dry_run_prints_jobs_with_their_dependencies(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "out").exists()
     sbatch = [line for line in printed.splitlines() if line.strip().startswith("sbatch ")]
-    assert len(sbatch) == 5  # corpus, two stand-ins, text_man, report
+    assert len(sbatch) == 6  # corpus, its check, two stand-ins, text_man, report
     text = next(line for line in sbatch if "--job-name=train text_man seed 1'" in line)
-    assert "--dependency=afterok:<prepare corpus>:<stand-in text encoder>:<stand-in wav2vec2>'" in text
+    waits = text.split("--dependency=afterok:", 1)[1].rstrip("'")
+    assert sorted(waits.split(":")) == sorted(
+        ["<prepare corpus>", "<check corpus>", "<stand-in text encoder>", "<stand-in wav2vec2>"])
     assert "--gres=gpu:1" in text and "--requeue" in text and "--signal=B:USR1@600" in text
     prepare = next(line for line in sbatch if "prepare corpus" in line)
     assert "--gres" not in prepare and "--dependency" not in prepare

@@ -45,7 +45,7 @@ def test_plan_orders_every_step_after_what_it_reads(tmp_path):
     # The shared set-up is no chain to continue: the ASR, whose only input is the corpus, must not
     # wait behind every row that also needs the stand-ins (finished later).
     assert {s.label for s in steps if not s.continues} == {
-        "prepare corpus", "stand-in text encoder", "stand-in wav2vec2"}
+        "prepare corpus", "check corpus", "stand-in text encoder", "stand-in wav2vec2"}
 
 
 def test_the_demo_corpus_gets_long_recordings_when_asked(tmp_path):

@@ -473,6 +473,8 @@ def build_parser():
                         help="what to check (default: all; corpus needs the prepared corpus)")
     parser.add_argument("--root", default=".",
                         help="the checkout the registry's hparams paths are relative to (default: .)")
+    parser.add_argument("--stamp", default=None, metavar="FILE",
+                        help="on success, write these arguments to FILE (what a rerun compares)")
     return parser
 
 
@@ -526,7 +528,31 @@ def main(argv=None):
     except ConfigError as err:
         exit_with(err)
     logger.info("preflight of %d row(s): %s", len(rows), "; ".join(said))
+    if args.stamp:
+        import json
+
+        from data_prep.fileio import atomic_write
+
+        with atomic_write(Path(args.stamp)) as f:
+            json.dump(stamp_of(argv, extra), f)
     return 0
+
+
+def stamp_of(argv, extra=()):
+    """What ``--stamp`` records of a check: its arguments, the extra overrides after ``--``.
+
+    >>> stamp_of(["--data", "d", "--stamp", "s.json"], ["--lr=1"])
+    {'args': ['--data', 'd'], 'extra': ['--lr=1']}
+    """
+    args, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--stamp":
+            skip = True
+        elif not arg.startswith("--stamp="):
+            args.append(str(arg))
+    return {"args": args, "extra": [str(e) for e in extra]}
 
 
 if __name__ == "__main__":
