@@ -170,6 +170,8 @@ def test_other_corpus_problems_name_the_key(rows, corpus_copy):
 
 def _cli(*args, hub):
     env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1")
+    # An in-process training run of an earlier test sets SpeechBrain's log level for its children.
+    env.pop("SB_LOG_LEVEL", None)
     return subprocess.run([sys.executable, "-m", "topic_id.preflight", "--registry", str(REGISTRY),
                            "--root", str(ROOT), *args], capture_output=True, text=True, env=env, cwd=ROOT)
 
