@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 
+from corpus_tools.audio import AudioWriteError
 from data_prep.manifest import LONG_CHOICES, MAX_DURATION, PrepError
 
 
@@ -147,7 +148,7 @@ def main(argv=None):
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
-    except PrepError as err:
+    except (PrepError, AudioWriteError) as err:
         first, *more = [line.strip() for line in str(err).splitlines() if line.strip()] or ["?"]
         sys.stderr.write(f"error: {first} {'; '.join(more)}".rstrip() + "\n")
         return 2

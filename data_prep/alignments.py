@@ -2,8 +2,8 @@
 
 Lahjoita puhetta delivers, beside each manual transcript ``annotations/manual_*/<ID>.txt``, a
 Praat TextGrid ``alignments/manual_*/<ID>.TextGrid`` whose interval tier ``words`` gives each
-word its start and end (original_recipes.md §5.1). When a long recording is cut into segments
-(:mod:`data_prep.long_recordings`), these times say which words each segment holds, so the
+word its start and end. When a long recording is cut into segments
+(:mod:`data_prep.duration_limit`), these times say which words each segment holds, so the
 segments keep the transcript that a bare transcript could only give up.
 
 The file is read with `praatio <https://pypi.org/project/praatio/>`_, which reads the long and

@@ -16,7 +16,7 @@ dev and test sets are drawn (from transcribed rows when the corpus has transcrip
 systems are scored on them). ``topics.txt`` is the sorted set of topics of the kept rows, or the
 order of a given topics file. A recording of ``max_duration`` or more is dropped, or with
 ``long="segment"`` cut into 16 kHz segments under ``OUT_DIR/segments/``
-(:mod:`data_prep.long_recordings`).
+(:mod:`data_prep.duration_limit`).
 """
 
 import logging
@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from data_prep.intake import COLUMN_ALIASES, Intake, check_row, read_metadata, wav_entry
-from data_prep.long_recordings import cut_recording, explain_given_up, replace_by_segments, summary_entries
+from data_prep.duration_limit import cut_recording, explain_given_up, replace_by_segments, summary_entries
 from data_prep.manifest import MAX_DURATION, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import finish_splits, given_splits, hold_out_speakers, require_eval_text
 from data_prep.text_norm import normalize_transcript, read_transcript
@@ -62,7 +62,7 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
         Rebuild a finished preparation.
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
-        more into shorter segments instead (:mod:`data_prep.long_recordings`).
+        more into shorter segments instead (:mod:`data_prep.duration_limit`).
     num_workers : int, optional
         Processes cutting long recordings (default: one per available core and per 256
         recordings, :func:`data_prep.workers.worker_count`); other audio is not converted.

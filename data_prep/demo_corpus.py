@@ -69,8 +69,8 @@ SPEECH_SECONDS = (1.8, 4.6)
 with the silence padding the files last about 2 to 5 s, which keeps CPU training cheap."""
 
 LONG_RECORDINGS = {"tiny": 0, "default": 8, "large": 32}
-"""Multi-sentence recordings per split of each size, unless ``--long-recordings`` says otherwise
-(issue 14): a donor of LP talks on about one topic for a few sentences, from a few seconds to
+"""Multi-sentence recordings per split of each size, unless ``--long-recordings`` says otherwise:
+a donor of LP talks on about one topic for a few sentences, from a few seconds to
 minutes, where every other demo recording is one sentence. Each joins :data:`LONG_SENTENCES` of
 the split's planned sentences of one topic (and, in train, one subset) into one recording by one
 voice, so the corpus keeps its sentences and its hours while training, dynamic batching, the ASR
@@ -84,7 +84,7 @@ that need long recordings ask for them."""
 
 LONG_SENTENCES = (3, 7)
 """Fewest and most sentences of a multi-sentence recording; at :data:`SPEECH_SECONDS` per
-sentence that is about 6 to 30 s of speech: up to the ~30 s the issue asks for."""
+sentence that is about 6 to 30 s of speech, within the durations of LP's recordings (under 50 s)."""
 
 
 def _fill(template, rng):
@@ -255,7 +255,7 @@ def bow_baseline(splits):
         None when train has fewer than two topics with transcripts.
     """
     # The model of the bag-of-words rows of Table I (hparams/bow.yaml defaults), so that both agree.
-    from topic_id.bow import fit_model
+    from corpus_tools.text_classifier import fit_model
 
     train = [r for r in splits.get("train", []) if r.words]
     if len({r.topic for r in train}) < 2:

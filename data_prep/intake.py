@@ -1,7 +1,8 @@
 """Reading input rows and accounting for each one, shared by every preparation.
 
 :class:`Intake` counts every input row and records every row it does not keep with a reason that
-names the row and the fix, so ``kept + dropped == input`` holds by construction (DESIGN.md).
+names the row and the fix, so ``kept + dropped == input`` holds by construction: no row disappears
+without a reason a user can act on.
 The two preparations of a user's CSV, ``csv`` (audio + topic) and ``speak`` (text + topic), read
 it with :func:`read_metadata` under the same :data:`COLUMN_ALIASES`, and check each row's topic
 and split with :func:`check_row` under the same :data:`SPLIT_NAMES`, so a CSV means the same to
@@ -172,7 +173,7 @@ class Intake:
     ---------
     long : str
         What becomes of a recording over the duration limit: ``"drop"`` (the paper's choice) or
-        ``"segment"`` (cut into segments, see :mod:`data_prep.long_recordings`).
+        ``"segment"`` (cut into segments, see :mod:`data_prep.duration_limit`).
     """
 
     def __init__(self, long="drop"):
@@ -233,7 +234,7 @@ class Intake:
 
         A recording to be cut keeps its transcript only with a word alignment, which says which
         words go to which segment (:func:`data_prep.alignments.words_per_segment`); without one
-        the transcript is given up (see :mod:`data_prep.long_recordings`).
+        the transcript is given up (see :mod:`data_prep.duration_limit`).
 
         Arguments
         ---------

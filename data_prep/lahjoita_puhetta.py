@@ -1,6 +1,6 @@
 """Prepare the Lahjoita puhetta (LP, "puhelahjat") corpus into the manifest contract.
 
-Layout read (original_recipes.md §5.1)::
+Layout read (the Kielipankki ``puhelahjat`` release, v1)::
 
     puhelahjat/v1/<part>/puhelahjat_<part>_meta.csv     one row per recording; columns include
                                                           recordingId and theme (the label; the
@@ -12,9 +12,9 @@ Layout read (original_recipes.md §5.1)::
                                                           into segments
 
 The 10 themes become the paper's 8 topics through :mod:`data_prep.topics` (Sec. II). Audio of any
-rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (fixes
-B3), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more are dropped (Sec. II),
-or with ``long="segment"`` cut into segments there (:mod:`data_prep.long_recordings`). A cut
+rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (LP's
+rates vary per device), and written as FLAC under ``OUT_DIR/audio/``. Recordings of 50 s or more
+are dropped (Sec. II), or with ``long="segment"`` cut into segments there (:mod:`data_prep.duration_limit`). A cut
 recording keeps its manual transcript where its word alignment can be used: each segment gets the
 words aligned inside it (:mod:`data_prep.alignments`); otherwise the transcript is given up, and
 why the alignment could not be used is logged and counted (``alignments_unusable``).
@@ -26,7 +26,8 @@ keeps ``transcribed`` and ``untranscribed`` rows.
 
 An annotation file that is empty after normalisation (only noise markers, or blank) says that no
 words are known for the recording, not that its audio or topic is wrong: the recording is kept as
-``untranscribed`` and reported (log and ``summary.json``), never used as an empty transcript (B7).
+``untranscribed`` and reported (log and ``summary.json``), never used as an empty transcript (see
+docs/published_recipes.md, 'Empty transcripts').
 An annotation file that is not UTF-8 drops its recording with a reason instead: its text cannot be
 read, and silently demoting the recording would hide a fixable corpus error.
 """
@@ -37,10 +38,10 @@ from pathlib import Path
 import soundfile
 
 from data_prep.alignments import read_alignment
-from data_prep.audio import decode_mono, write_clipped
-from data_prep.fileio import is_leftover
+from corpus_tools.audio import decode_mono, write_clipped
+from corpus_tools.files import is_leftover
 from data_prep.intake import Intake, read_metadata
-from data_prep.long_recordings import cut_recording, explain_given_up, replace_by_segments, summary_entries
+from data_prep.duration_limit import cut_recording, explain_given_up, replace_by_segments, summary_entries
 from data_prep.manifest import MAX_DURATION, SPLITS, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import (
     PRECEDENCE, finish_splits, hold_out_speakers, read_split_lists, require_eval_text,
@@ -53,7 +54,7 @@ from data_prep.workers import map_jobs
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-"""The one sample rate of every prepared file (fixes B3)."""
+"""The one sample rate of every prepared file, whatever rate each recording came at."""
 DEFAULT_HOURS = 3.0
 """The default size of dev and of test: the paper's 3 h each (Sec. II)."""
 DEFAULT_SHARE = 0.1
@@ -337,7 +338,7 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=None, test_hours=Non
         :func:`data_prep.workers.worker_count`).
     long : str
         ``"drop"`` (the paper's choice) or ``"segment"``: cut recordings of ``max_duration`` or
-        more into shorter segments instead (:mod:`data_prep.long_recordings`), which keep their
+        more into shorter segments instead (:mod:`data_prep.duration_limit`), which keep their
         aligned words where the recording has a usable word alignment.
 
     Returns

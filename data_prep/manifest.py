@@ -3,7 +3,7 @@
 A prepared corpus is a folder with ``train.csv dev.csv test.csv topics.txt dropped.csv
 summary.json``. The CSV columns are :data:`COLUMNS`; every input row of a corpus ends up either in a
 split manifest or in ``dropped.csv`` with a reason, so ``kept + dropped == input`` always; where
-recordings over the duration limit are cut into segments (:mod:`data_prep.long_recordings`), a cut
+recordings over the duration limit are cut into segments (:mod:`data_prep.duration_limit`), a cut
 recording is a third outcome, and ``kept_whole + segmented + dropped == input``.
 ``summary.json`` is written last and marks a finished preparation: a rerun over a finished folder
 skips, a folder without it (an interrupted run) is rebuilt. Every file is written to a temporary
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from data_prep.fileio import atomic_write, is_leftover
+from corpus_tools.files import atomic_write, is_leftover
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ row is untranscribed), ``asr_words`` is filled by ``recipes/transcribe.py``, ``s
 ``transcribed`` or ``untranscribed`` on train rows and empty on dev/test rows. ``asr_words`` holds one
 ASR's text, recorded in ``asr_words.json`` beside the manifests: a system that reads another ASR's
 text (the multi-task system reads its own) gets a copy of the corpus that ASR transcribed
-(``transcribed_copy`` of recipes/pipeline.py; ``needs`` in recipes/systems.csv), never an extra column."""
+(:func:`linked_copy`; ``needs`` in recipes/systems.csv), never an extra column."""
 
 SPLITS = ("train", "dev", "test")
 SUBSETS = ("transcribed", "untranscribed")
@@ -47,11 +47,11 @@ CANNOT_TRAIN = "cannot_train"
 """The ``summary.json`` entry of a preparation whose kept rows cannot train a classifier: the
 problems. Absent from a usable preparation."""
 MAX_DURATION = 50.0
-"""Recordings of this many seconds or more are dropped (paper Sec. II; original_recipes.md §5.1),
+"""Recordings of this many seconds or more are dropped (paper Sec. II),
 or cut into shorter segments (``--long segment``)."""
 LONG_CHOICES = ("drop", "segment")
 """What a preparation does with a recording of ``max_duration`` or more: drop it (the paper's
-choice, the default) or cut it into segments (:mod:`data_prep.long_recordings`)."""
+choice, the default) or cut it into segments (:mod:`data_prep.duration_limit`)."""
 
 
 class PrepError(Exception):

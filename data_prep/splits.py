@@ -1,7 +1,7 @@
 """Speaker-disjoint train/dev/test splits, shared by the LP and csv/folder preparations.
 
 A speaker (an LP client id) whose voice is in train and in test makes the test optimistic, so
-every split made or accepted here is speaker-disjoint (DESIGN.md; paper Sec. II). Held-out
+every split made or accepted here is speaker-disjoint (paper Sec. II). Held-out
 speakers are drawn deterministically for a seed; given splits (a ``split`` column, split lists)
 are kept as given except where they would leak a speaker.
 """
@@ -210,7 +210,7 @@ def require_eval_text(splits, has_text):
     """Take dev/test rows without a manual transcript out of a corpus that has transcripts.
 
     Every system of the comparison is scored on the same dev/test rows, and the text systems
-    need the manual transcript of each (paper Sec. III; B12), so a dev/test row without one
+    need the manual transcript of each (paper Sec. III), so a dev/test row without one
     cannot stay.
 
     Arguments

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.signal
 import torch
 
-from data_prep.audio import resample, write_audio
+from corpus_tools.audio import resample, write_audio
 from data_prep.espeak import ESPEAK_LANGUAGE, Synthesizer
 from data_prep.manifest import MAX_DURATION, SPLITS, Dropped, PrepError, Row, audio_duration
 

@@ -4,7 +4,7 @@ Lahjoita puhetta manual transcripts mark non-speech events with dotted tokens (`
 pause, ``.br`` breath, ``.ct``, ``.cough``, ``.laugh``, ``.sigh``, ``.yawn``, ``.pause``) and
 contain many typos of them (``..fp``, ``.lauhg``, ``,br``, ``fp.``, ``joo.fp``); other corpora use
 bracket tokens (``[oov]``, ``[spn]``, ``<unk>``). The reference pipelines removed all of these and
-kept lowercase letters (original_recipes.md §5.1); the ASR tokenizer of the paper confirms an
+kept lowercase letters (Kaldi and SpeechBrain LP baselines); the ASR tokenizer of the paper confirms an
 inventory of letters and ``-`` only. One function does this for every corpus so that the text
 systems, the ASR and the demo corpus see the same text.
 """
@@ -14,7 +14,7 @@ import unicodedata
 from pathlib import Path
 
 MARKER_NAMES = ("fp", "br", "ct", "cough", "laugh", "sigh", "yawn", "pause")
-"""The LP noise-marker names (original_recipes.md §5.1)."""
+"""The LP noise-marker names: filled pause, breath, click, cough, laugh, sigh, yawn, pause."""
 
 _BARE_MARKERS = {"fp", "br", "ct"}
 """Marker codes that are no Finnish word, so a code whose dot was forgotten is removed too."""

@@ -1,9 +1,10 @@
 """The topic inventory of Lahjoita puhetta: the only place topic names live.
 
 The paper (Sec. II) uses 8 topics; the LP metadata column ``theme`` has 10 codes, the three
-"Mediataidot" (media skills) themes 06/07/08 being merged into one topic (original_recipes.md
-§5.2). The label order below is the order of the theme codes and is written to ``topics.txt`` by
-every preparation, so every stage of every system shares one label order (fixes B8).
+"Mediataidot" (media skills) themes 06/07/08 being merged into one topic. The label order below
+is the order of the theme codes and is written to ``topics.txt`` by every preparation, so every
+stage of every system shares one label order and a classifier a later stage inherits keeps the
+meaning of its rows (see docs/published_recipes.md, 'Label order from first appearance').
 """
 
 TOPICS = (

@@ -22,12 +22,14 @@ import speechbrain as sb
 import transformers
 from hyperpyyaml import load_hyperpyyaml
 
-from topic_id import dataio, transfer
-from topic_id.brains import selection
-from topic_id.checks import check_config
+from topic_id.training import dataio
+
+from topic_id.training import transfer
+from topic_id.training.brains import selection
+from topic_id.config.checks import check_config
 from topic_id.errors import ConfigError, exit_with
-from topic_id.experiment import resolve_overrides, split_profile, write_environment
-from topic_id.runs import write_run_spec
+from topic_id.config.overrides import resolve_overrides, split_profile, write_environment
+from topic_id.training.run_folder import write_run_spec
 
 
 def save_transferred(hparams):
@@ -103,7 +105,7 @@ def _takes_units(hparams):
 
 
 def check_loaded(hparams):
-    """:func:`topic_id.checks.check_config`, the label count, and the stage a run starts from."""
+    """:func:`topic_id.config.checks.check_config`, the label count, and the stage a run starts from."""
     check_config(hparams)
     labels_file = Path(hparams["data_folder"]) / "topics.txt"
     n_labels = len(dataio.label_encoder(hparams["data_folder"]))
@@ -143,17 +145,19 @@ def run(argv):
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     output = Path(hparams["output_folder"])
     sb.utils.distributed.run_on_main(write_environment, args=[output, hparams_file])
-    # The YAML and overrides this run was built from, for `topic-id export` (topic_id/export.py).
+    # The YAML and overrides this run was built from, for `topic-id export` (topic_id/serving/export.py).
     sb.utils.distributed.run_on_main(write_run_spec, args=[output, hparams_file, overrides])
     labels_file = Path(hparams["data_folder"]) / "topics.txt"
     labels = dataio.label_encoder(hparams["data_folder"])
-    # The run keeps its own copy of the label order, checked by later stages (B8).
+    # The run keeps its own copy of the label order, checked by later stages, so an
+    # inherited classifier's rows keep their topics.
     sb.utils.distributed.run_on_main(shutil.copyfile, args=[labels_file, output / "topics.txt"])
     if "trainer" in hparams:
         sb.utils.distributed.run_on_main(hparams["trainer"], args=[hparams, labels])
         return
     if dataio.text_encoder_of(hparams) is not None:
-        # The frozen encoder runs once, on the main process, before any dataloader exists (B13).
+        # The frozen encoder runs once, on the main process, before any dataloader exists:
+        # not once per utterance per epoch, and never inside a loader worker.
         sb.utils.distributed.run_on_main(dataio.precompute_texts, args=[hparams])
     fresh_transfer = bool(hparams.get("init_from")) and hparams["checkpointer"].find_checkpoint() is None
     if fresh_transfer and _takes_units(hparams):
@@ -171,8 +175,9 @@ def run(argv):
     )
     transferred = False
     if fresh_transfer:
-        # A fresh later stage starts from the earlier stage's best checkpoint; a restarted one
-        # resumes its own checkpoints instead (B6).
+        # A fresh later stage starts from the earlier stage's best checkpoint with its own optimizer
+        # and epoch counter (docs/published_recipes.md, 'Stage transfer through a shared output
+        # folder'); a restarted one resumes its own checkpoints instead.
         transfer.init_from(
             hparams["init_from"],
             hparams["checkpointer"].recoverables,

@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny built-in corpus with a stand-in text encoder, and a trainer runner.
 
-Everything is built locally: no network, no model hub (DESIGN.md "Offline models").
+Everything is built locally: no network, no model hub: models are stand-ins
+with random weights built in the test's folder (topic_id/standins).
 """
 
 import importlib.util
@@ -12,8 +13,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = ROOT / "recipes" / "systems.csv"
-# The recipes (pipeline.py) are scripts of the checkout, not modules of the installed library.
-sys.path.insert(0, str(ROOT / "recipes"))
 STANDIN = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "vocab_size": 400}
 STANDIN_WAV2VEC2 = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "conv_dim": 16}
 
@@ -61,8 +60,8 @@ def registry_runs(tiny_corpus, tmp_path_factory, train):
     import subprocess
     import sys
 
-    from pipeline import transcribed_copy
-    from topic_id.registry import load_registry, transcriber
+    from data_prep.manifest import linked_copy
+    from topic_id.config.registry import load_registry, transcriber
 
     root = tmp_path_factory.mktemp("runs")
     rows = {row["name"]: row for row in load_registry(REGISTRY)}
@@ -70,7 +69,7 @@ def registry_runs(tiny_corpus, tmp_path_factory, train):
 
     def corpus_of(asr):
         if asr not in corpora:
-            copy = transcribed_copy(tiny_corpus, root / f"corpus_{asr}")
+            copy = linked_copy(tiny_corpus, root / f"corpus_{asr}")
             subprocess.run(
                 [sys.executable, str(ROOT / "recipes" / "transcribe.py"), "--asr", str(run(asr)[0]),
                  "--manifests", str(copy), "--device", "cpu", "--batch_size", "16"],

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from topic_id.brains import TopicBrain
+from topic_id.training.brains import TopicBrain
 
 ROOT = Path(__file__).resolve().parent.parent
 

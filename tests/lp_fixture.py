@@ -1,4 +1,4 @@
-"""A generator of miniature Lahjoita puhetta trees with the real layout (original_recipes.md §5.1).
+"""A generator of miniature Lahjoita puhetta trees with the real layout (Kielipankki ``puhelahjat`` v1).
 
 Two delivery parts (one with ``audio/``, one with ``audio_annotated/``), a 19-column metadata CSV
 per part, FLAC at mixed sample rates and channel counts, transcripts with noise markers, marker
@@ -130,7 +130,7 @@ def _write_text(path, data):
 
 
 def _add_bad_rows(toy, part, first_row, rng):
-    """One row per bad input of the issue, in ``part``; ``first_row`` is duplicated."""
+    """One row per kind of bad input a preparation must report, in ``part``; ``first_row`` is duplicated."""
     part_dir, audio_dir, rows = part
     audio = part_dir / audio_dir
 

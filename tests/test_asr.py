@@ -10,14 +10,14 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
 from data_prep.manifest import write_csv
-from topic_id import asr
-from topic_id.asr import filter_repetitions
+from topic_id.training import asr
+from topic_id.training.asr import filter_repetitions
 from conftest import ROOT
 
 FULL_SIZE_PARAMS = 25_000_298
 """Parameters of hparams/asr.yaml at its (the paper's) sizes, 1000 units, as SpeechBrain 1.1.2 builds
 them: CRDNN 20,752,832 + embedding 128,000 + decoder 3,093,466 + ctc_lin 513,000 + seq_lin 513,000.
-Exactly the count of the published SB 0.5.11 configuration (original_recipes.md §4): the layers
+Exactly the count of the published SB 0.5.11 configuration (docs/published_recipes.md): the layers
 involved (Conv2d, LayerNorm, LSTM, BatchNorm1d, GRUCell, location attention, Linear) kept their
 parameter shapes between the two versions."""
 

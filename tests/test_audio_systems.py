@@ -1,5 +1,6 @@
 """The audio-only systems (Table I rows 4-7): full-size parameter counts, predictions that do not
-depend on padding (B5), the emb-transfer losses and stage transfer (B6, B8), the wav2vec2 optimizers
+depend on padding, the emb-transfer losses, stage transfer (fresh epochs and optimizer, the same
+label order in both stages), the wav2vec2 optimizers
 and the hours subset. Every registry row also trains end to end in tests/test_recipes.py.
 """
 
@@ -12,22 +13,22 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
-from topic_id import transfer
-from topic_id.dataio import hours_subset
-from topic_id.experiment import resolve_overrides
+from topic_id.training import transfer
+from topic_id.training.dataio import hours_subset
+from topic_id.config.overrides import resolve_overrides
 from conftest import ROOT
 
 TDNN_PARAMS = 4_231_068
-"""audio BL with 30 filterbanks: 4,154,268 + 2,560 * 30 (original_recipes.md §3.5); Table I: 4.2M."""
+"""audio BL with 30 filterbanks: 4,154,268 + 2,560 * 30 (docs/published_recipes.md); Table I: 4.2M."""
 CRDNN_PARAMS = 20_752_832
 """The CRDNN at the paper's sizes in SpeechBrain 1.1.2: the same as the published SB 0.5.11 count
-(original_recipes.md §4); Conv2d, LayerNorm, LSTM and BatchNorm1d kept their parameter shapes."""
+(docs/published_recipes.md); Conv2d, LayerNorm, LSTM and BatchNorm1d kept their parameter shapes."""
 AUDIO_ONLY_PARAMS = CRDNN_PARAMS + 512 * 8 + 8
 """audio-only and emb-transfer stage B: 20,756,936 (Table I: 20.8M; published 20,757,962 with the
-10-way layer, B2)."""
+10-way layer for 8 topics)."""
 EMB_TRANSFER_A_PARAMS = AUDIO_ONLY_PARAMS + (512 * 768 + 768) + (512 * 40 + 40)
 """Stage A with its projections to the 768-d text vector and the 40 filterbanks: 21,171,440
-(Table I counts 21.2M for emb transfer, i.e. with these heads; published 21,172,466, B2)."""
+(Table I counts 21.2M for emb transfer, i.e. with these heads; published 21,172,466 with 10 outputs)."""
 
 
 def _hparams(path, corpus, output, profile=None, **values):
@@ -130,7 +131,7 @@ def test_predictions_do_not_depend_on_padding(path, utterance_norm, tiny_corpus,
             assert torch.allclose(alone["logprobs"][0], batched["logprobs"][0], atol=1e-5)
         if "crdnn" in path and not utterance_norm:
             # The published computation (the CRDNN over the padding, a plain time mean) does not
-            # have this property (B5).
+            # have this property: the padding a batch adds changes every embedding in it.
             feats, _ = brain.audio_features(_batch(short, longer), sb.Stage.TEST)
             padded = super(type(brain.modules.audio_encoder), brain.modules.audio_encoder).forward
             published = padded(feats).mean(dim=1)[0]
@@ -141,7 +142,7 @@ def test_predictions_do_not_depend_on_padding(path, utterance_norm, tiny_corpus,
 def test_training_batch_norm_ignores_padding(kind):
     """In training too, the encoders' batch statistics come from real frames only: padding the
     same batch further changes neither the real output frames nor the running statistics."""
-    from topic_id.encoders import CRDNN, TDNN
+    from topic_id.models.encoders import CRDNN, TDNN
 
     torch.manual_seed(0)
     if kind == "tdnn":
@@ -193,7 +194,7 @@ def test_emb_transfer_losses(tiny_corpus, tmp_path):
     text_l1 = (out["text_pred"] - batch.text_emb.data).abs().mean()
     fbank_l1 = (out["fbank_pred"] - out["fbank_mean"]).abs().mean()
     assert torch.allclose(loss, nll + 0.5 * text_l1 + 2.0 * fbank_l1)
-    # The acoustic target is the utterance's own mean: padding does not enter it (B5).
+    # The acoustic target is the utterance's own mean: padding does not enter it.
     assert torch.allclose(alone["fbank_mean"][0], out["fbank_mean"][0], atol=1e-5)
     assert out["fbank_mean"].shape == (2, hparams["n_mels"])
 
@@ -240,10 +241,10 @@ def test_stage_b_starts_from_stage_a_best_checkpoint(tiny_corpus, tmp_path):
     assert not _same(fresh, best["encoder"])
     assert _same(_state(stage_b["head"]), best["head"])
     assert torch.equal(stage_b["features"]["normalize"].glob_mean, best["mean"])
-    assert stage_b["epoch_counter"].current == 0  # its own epochs, not stage A's (B6)
+    assert stage_b["epoch_counter"].current == 0  # its own epochs, not stage A's
     assert "text_proj" not in stage_b["modules"]  # inference needs audio only
 
-    # The label order must be the same in both stages (B8).
+    # The label order must be the same in both stages, or the inherited head's rows mean other topics.
     (run_a / "topics.txt").write_text("".join(reversed(
         (tiny_corpus / "topics.txt").read_text().splitlines(keepends=True))))
     with pytest.raises(transfer.TransferError, match="label order"):

@@ -1,4 +1,4 @@
-"""Batch prediction (issue 14.5): ``topic-id predict --model M DIR_OR_CSV --out preds.csv``.
+"""Batch prediction: ``topic-id predict --model M DIR_OR_CSV --out preds.csv``.
 
 A folder of 50 tiny-corpus recordings (links, in nested folders, beside files that are not audio)
 is classified into a CSV; a run interrupted after a few batches, its last line torn, resumes
@@ -13,8 +13,9 @@ import os
 import pytest
 
 from data_prep.manifest import read_manifest
-from topic_id import batch_predict, cli
-from topic_id.export import export_run
+from topic_id import cli
+from topic_id.serving import batch_predict
+from topic_id.serving.export import export_run
 from single_thread import one_thread  # noqa: F401 (autouse)
 
 
@@ -140,7 +141,7 @@ def test_user_errors_are_one_line_and_exit_2(case, export, tiny_corpus, tmp_path
 @pytest.mark.slow
 def test_a_thousand_files_interrupted_and_resumed(export, tiny_corpus, tmp_path, monkeypatch, capsys):
     """The acceptance run: 1,000 files, interrupted after 40 batches of 8, resumed (numbers: the
-    summary line topic_id.batch_predict logs, e.g. with ``--log-cli-level=INFO``)."""
+    summary line topic_id.serving.batch_predict logs, e.g. with ``--log-cli-level=INFO``)."""
     folder = _audio_folder(tiny_corpus, tmp_path / "audio", 1000)
     out = tmp_path / "preds.csv"
     real = batch_predict.classify_signals

@@ -1,4 +1,4 @@
-"""Fixed and dynamic batches from hparams (topic_id.dataio.loader_kwargs)."""
+"""Fixed and dynamic batches from hparams (topic_id.training.dataio.loader_kwargs)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 from speechbrain.dataio.batch import PaddedBatch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from topic_id.dataio import InMemoryDataset, collate, dynamic_batch_sampler, loader_kwargs
+from topic_id.training.dataio import InMemoryDataset, collate, dynamic_batch_sampler, loader_kwargs
 
 OPTS = {"train_dataloader_opts": {"batch_size": 8, "shuffle": True, "num_workers": 1},
         "test_dataloader_opts": {"batch_size": 4}}
@@ -57,7 +57,7 @@ def test_batches_are_rebuilt_every_epoch_only_when_shuffled():
 
 
 def test_a_few_long_rows_leave_the_short_ones_batched_together():
-    """Issue 14: LP-like durations (2-5 s rows and a few of 10-25 s) must not give the top
+    """LP-like durations (2-5 s rows and a few of 10-25 s) must not give the top
     quantile's short rows batches of one (the boundary of their bucket was the longest row)."""
     rng = np.random.default_rng(0)
     durations = list(rng.uniform(2.0, 5.2, 409)) + list(rng.uniform(10.0, 24.5, 8))
@@ -130,7 +130,7 @@ def test_a_system_trains_the_same_from_memory(hparams, train, tiny_corpus, tmp_p
 
 def test_dev_and_test_are_served_by_duration(tiny_corpus):
     # Evaluation does not depend on padding, so dev/test batches hold recordings of about one length.
-    from topic_id.dataio import dataio_prepare, durations, label_encoder
+    from topic_id.training.dataio import dataio_prepare, durations, label_encoder
 
     hparams = {"data_folder": str(tiny_corpus), "modules": {}, "seed": 1,
                **{f"{split}_csv": str(tiny_corpus / f"{split}.csv") for split in ("train", "dev", "test")}}

@@ -1,4 +1,4 @@
-"""topic_id.bow: the bag-of-words baseline rows (bow_man, bow_asr) and their outputs."""
+"""topic_id.models.bow: the bag-of-words baseline rows (bow_man, bow_asr) and their outputs."""
 
 import csv
 import json
@@ -10,9 +10,10 @@ import pytest
 from data_prep import demo_corpus
 from data_prep.text_norm import normalize_transcript
 from topic_id import cli
-from topic_id.bow import build_model, fit_model, posteriors
-from topic_id.registry import load_registry
-from topic_id.report import write_report
+from corpus_tools.text_classifier import build_model, fit_model
+from topic_id.models.bow import posteriors
+from topic_id.config.registry import load_registry
+from topic_id.reporting.report import write_report
 from conftest import REGISTRY
 
 TOY = {"animals": ["kissa koira", "koira hevonen", "kissa lehmä", "hevonen lehmä koira"],

@@ -1,13 +1,13 @@
-"""topic_id.claims: the paper's claims checked on synthetic results trees of the real registry."""
+"""topic_id.reporting.claims: the paper's claims checked on synthetic results trees of the real registry."""
 
 import csv
 
 import pytest
 
-from topic_id import metrics
-from topic_id.claims import CLAIMS, check_claims, compare, verdict
-from topic_id.report import write_report
-from topic_id.results import DATA, collect, table_one
+from topic_id.training import metrics
+from topic_id.reporting.claims import CLAIMS, check_claims, compare, verdict
+from topic_id.reporting.report import write_report
+from topic_id.reporting.results import DATA, collect, table_one
 from conftest import REGISTRY
 
 PUBLISHED = DATA / "paper_table1.csv"

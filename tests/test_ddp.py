@@ -88,7 +88,7 @@ def test_two_processes_share_the_epoch_and_save_what_one_process_saves(tiny_corp
 
 @pytest.mark.slow  # 13 s; the suite must stay under its 10 minutes
 def test_asr_keeps_training_under_ddp_once_ctc_stops(tiny_corpus, tmp_path):
-    # This test found a deadlock in about one run in eight (fixed in topic_id/checkpoints.py: the
+    # This test found a deadlock in about one run in eight (fixed in topic_id/training/checkpoints.py: the
     # processes now wait for the main one to mark a checkpoint complete before listing them).
     # The tiny profile trains CTC in epoch 1 only: in epoch 2 the CTC layer gets no gradient, which
     # DDP accepts only with find_unused_parameters (set in hparams/asr.yaml and multitask.yaml).

@@ -107,7 +107,7 @@ def test_default_text_is_learnable_but_not_trivial():
 
 
 def test_lp_like_corpus_has_one_multi_sentence_recording_per_topic_and_split():
-    """Issue 14: LP-like durations. The sentences are kept: joined, not added."""
+    """LP-like durations: the sentences are kept, joined into recordings, not added."""
     plans = demo_corpus._plan_demo(0, "default", demo_corpus.LONG_RECORDINGS["default"])
     assert sum(p.get("sentences", 1) for p in plans) == sum(demo_corpus.SIZES["default"].values())
     by_id = {p["ID"]: p for p in plans}
@@ -124,7 +124,7 @@ def test_lp_like_corpus_has_one_multi_sentence_recording_per_topic_and_split():
 
 
 def test_the_default_size_has_lp_like_durations_unless_told(monkeypatch, tmp_path):
-    """Issue 14, point 3: the built-in corpus itself has LP-like durations; tiny (the tests') not."""
+    """The built-in corpus itself has LP-like durations; tiny (the tests') not."""
     asked = []
 
     class Planned(Exception):

@@ -19,7 +19,7 @@ from conftest import ROOT
 
 EPOCHS = 3
 # Fixed-size batches are shuffled by SpeechBrain's ReproducibleRandomSampler, dynamic ones come
-# from topic_id.dataio's DynamicBatchSampler: both must resume.
+# from topic_id.training.dataio's DynamicBatchSampler: both must resume.
 BATCHING = {"dynamic": ["--dynamic_batching=True", "--max_batch_length=12", "--num_buckets=3"],
             "fixed": ["--batch_size=4"]}
 
@@ -132,7 +132,7 @@ def test_killed_mid_epoch_resumes_exactly_from_an_intra_epoch_checkpoint(tiny_co
 
 def test_ckpt_interval_minutes_reaches_the_brain(tiny_corpus, tmp_path, train, monkeypatch):
     """``--ckpt_interval_minutes`` (intra-epoch checkpoints of real runs) passes through train.py."""
-    from topic_id.brains import TopicBrain
+    from topic_id.training.brains import TopicBrain
 
     class Stop(Exception):
         pass
@@ -151,7 +151,7 @@ def test_a_checkpoint_without_generator_states_still_resumes(tmp_path):
     import torch
     from speechbrain.utils.checkpoints import Checkpointer
 
-    from topic_id.brains import TopicBrain
+    from topic_id.training.brains import TopicBrain
 
     def brain(layer):
         return TopicBrain(modules={"head": layer}, opt_class=lambda params: torch.optim.SGD(params, lr=0.1),

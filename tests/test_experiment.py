@@ -5,7 +5,7 @@ import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 from topic_id.errors import ConfigError
-from topic_id.experiment import (
+from topic_id.config.overrides import (
     profile_overrides,
     read_yaml_map,
     resolve_overrides,

@@ -5,8 +5,8 @@ import re
 import pytest
 from speechbrain.utils.run_opts import RunOptions
 
-from topic_id.experiment import top_level_keys
-from topic_id.registry import load_registry
+from topic_id.config.overrides import top_level_keys
+from topic_id.config.registry import load_registry
 from conftest import REGISTRY, ROOT
 
 SYSTEM_YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams").glob("*.yaml"))
@@ -43,8 +43,8 @@ def test_every_key_is_used(path):
 
 def test_profiles_only_set_existing_keys():
     """A profile section names a system YAML and only keys it has (profile_overrides checks); the
-    ``table`` section is the table's own (recipes/pipeline.py reads it)."""
-    from topic_id.experiment import profile_overrides, read_yaml_map
+    ``table`` section is the table's own (topic_id/table/planner.py reads it)."""
+    from topic_id.config.overrides import profile_overrides, read_yaml_map
 
     for profile in (ROOT / "hparams" / "profiles").glob("*.yaml"):
         sections = read_yaml_map(profile.read_text(encoding="utf-8"), profile.name)

@@ -1,13 +1,15 @@
-"""topic_id.hub: one model resolver for both encoders (folder or hub id, pinned revision, opt-in download)
+"""topic_id.models.hub: one model resolver for both encoders (folder or hub id, pinned revision, opt-in download)
 and the `topic-id download` command. No network: the hub is a fake cache or a patched snapshot_download."""
 
 import json
 
 import pytest
 
-from topic_id import cli, hub
-from topic_id.hub import STANDIN_MARKER, TEXT_ENCODER, WAV2VEC2, ModelNotFound, resolve_model
-from topic_id.text import TextEncoder
+from topic_id import cli
+
+from topic_id.models import hub
+from topic_id.models.hub import STANDIN_MARKER, TEXT_ENCODER, WAV2VEC2, ModelNotFound, resolve_model
+from topic_id.models.text_encoder import TextEncoder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -15,18 +15,17 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from data_prep.manifest import read_manifest
-from topic_id.nnet import TextBLSTM
-from topic_id.registry import load_registry
+from data_prep.manifest import linked_copy, read_manifest
+from topic_id.models.nnet import TextBLSTM
+from topic_id.config.registry import load_registry
 from conftest import REGISTRY, ROOT
-from pipeline import transcribed_copy
 
 PROFILE_DIR = ROOT / "hparams" / "profiles"
 
 ROWS = {row["name"]: row for row in load_registry(REGISTRY)}
 
 # Trainable parameters at the paper's (LP) sizes, frozen text encoder excluded. The published
-# counts (original_recipes.md §4) had 10-way output layers (B2); ours have 8 outputs.
+# counts (docs/published_recipes.md) had 10-way output layers for 8 topics; ours have 8 outputs.
 FULL_SIZE = {
     # TDNN on 30 filterbanks 2,690,452 + stats pooling -> 3000 -> 512 linear 1,536,512 + BLSTM
     # 11,550,720 + 1024 -> 8 linear 8,200 (Table I: 15.8M).
@@ -37,7 +36,7 @@ FULL_SIZE = {
     # The ASR's 25,000,298 + the 1280 -> 8 head (Table I: 25M; published 25,013,108).
     "multitask_s1": {"audio_encoder": 20_752_832, "head": 10_248, "embedding": 128_000,
                      "decoder": 3_093_466, "ctc_lin": 513_000, "seq_lin": 513_000},
-    # Stage 2 keeps what it needs to classify: the ASR decoder is not in it (B14).
+    # Stage 2 keeps what it needs to classify: the ASR decoder is not in it.
     "multitask": {"audio_encoder": 20_752_832, "head": 10_248},
 }
 TOTAL = {"audio_text_bl": 15_785_884, "audio_text": 20_763_080, "multitask_s1": 25_010_546,
@@ -61,7 +60,7 @@ def test_full_size_parameter_counts(name, tmp_path):
     counts = {k: sum(p.numel() for p in m.parameters()) for k, m in hparams["modules"].items()}
     assert {k: v for k, v in counts.items() if v} == FULL_SIZE[name]
     assert sum(counts.values()) == TOTAL[name]
-    # The frozen text encoder is not a module: it runs once, before training, into a cache (B13).
+    # The frozen text encoder is not a module: it runs once, before training, into a cache.
     assert "text_encoder" in hparams and "text_encoder" not in hparams["modules"]
 
 
@@ -128,7 +127,7 @@ def test_a_source_run_without_these_units_is_refused(tmp_path):
     """A stage that takes an ASR's units needs that run's SentencePiece model of its own name."""
     from types import SimpleNamespace
 
-    from topic_id import transfer
+    from topic_id.training import transfer
 
     (tmp_path / "tokenizer").mkdir()
     (tmp_path / "tokenizer" / "40_unigram.model").write_bytes(b"units")
@@ -149,7 +148,7 @@ def test_text_blstm_ignores_padding():
     padded = torch.nn.utils.rnn.pad_sequence(texts, batch_first=True)
     lengths = torch.tensor([len(t) for t in texts], dtype=torch.float) / padded.shape[1]
     assert torch.allclose(blstm(padded, lengths), alone, atol=1e-6)
-    # The vector is the mean of the final states over layer x direction, as published (§3.9).
+    # The vector is the mean of the final states over layer x direction, as published.
     assert blstm(padded, lengths).shape == (3, 4)
 
 
@@ -190,7 +189,7 @@ def test_stage_two_starts_from_stage_one_best_checkpoint(registry_runs, train, t
                 "--lr=0", "--number_of_epochs=1")
     assert f"initialised audio_encoder from {best.path}" in (run / "log.txt").read_text()
     ours = Checkpointer(run / "save").find_checkpoint()
-    assert "wer" not in ours.meta  # its own checkpoints, in its own folder (B6)
+    assert "wer" not in ours.meta  # its own checkpoints, in its own folder
     for name in ("audio_encoder", "head"):
         theirs = torch.load(best.paramfiles[name], map_location="cpu")
         mine = torch.load(ours.paramfiles[name], map_location="cpu")
@@ -203,7 +202,7 @@ def test_stage_two_starts_from_stage_one_best_checkpoint(registry_runs, train, t
 def test_stage_two_never_reads_manual_transcripts(registry_runs, train, tmp_path):
     reference, corpus = registry_runs("multitask")
     stage1, _ = registry_runs("multitask_s1")
-    blank = transcribed_copy(corpus, tmp_path / "no_words")
+    blank = linked_copy(corpus, tmp_path / "no_words")
     for split in ("train", "dev", "test"):
         path = blank / f"{split}.csv"
         with open(path, encoding="utf-8", newline="") as f:

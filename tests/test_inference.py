@@ -1,4 +1,4 @@
-"""Export and inference (issue 6 items 3-4): tiny runs -> ``topic-id export`` -> TopicIdentifier.
+"""Export and inference: tiny runs -> ``topic-id export`` -> TopicIdentifier.
 
 An export must reproduce its run's ``predictions.csv``, load with SpeechBrain's ``foreign_class``,
 work after being moved, and ``topic-id predict`` must take any rate and channel count and turn bad
@@ -20,9 +20,9 @@ from speechbrain.utils.data_utils import batch_pad_right
 
 from data_prep.manifest import read_manifest
 from topic_id import cli
-from topic_id.dataio import load_audio
-from topic_id.export import export_run
-from topic_id.inference import TopicIdentifier
+from topic_id.training.dataio import load_audio
+from topic_id.serving.export import export_run
+from topic_id.serving.inference import TopicIdentifier
 from conftest import ROOT
 from single_thread import one_thread  # noqa: F401 (autouse)
 
@@ -132,7 +132,7 @@ def test_foreign_class_loads_a_moved_export(runs, exports, tiny_corpus, tmp_path
 
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_predict_on_the_test_files_reproduces_predictions_csv(system, runs, exports, tiny_corpus, capsys):
-    """The issue's check: export -> `topic-id predict` on the test files -> the run's predictions."""
+    """An export reproduces its run: export -> `topic-id predict` on the test files -> the run's predictions."""
     reference = _predictions(runs[system])
     rows = _test_rows(tiny_corpus)
     model = json.loads((exports[system] / "export.json").read_text())

@@ -1,4 +1,4 @@
-"""Where the table's steps run (recipes/launchers.py): GPUs per step, dry runs, SLURM jobs.
+"""Where the table's steps run (topic_id/table/launchers.py): GPUs per step, dry runs, SLURM jobs.
 
 The real cluster test runs the table on the one-node SLURM that ``tools/local_slurm.sh`` starts
 (``.ci/run`` does, as root); where no SLURM answers it is skipped, saying so.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import pipeline
-from launchers import Runner, Slurm, StepFailed, load_slurm_config, resources
-from pipeline import Step
+from topic_id.table import planner as pipeline
+from topic_id.table.launchers import Runner, Slurm, StepFailed, load_slurm_config, resources
+from topic_id.table.planner import Step
 from topic_id.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

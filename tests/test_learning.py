@@ -1,6 +1,6 @@
 """Learning checks: every system family must fit a small fixed set, and must fail to when broken.
 
-A table of numbers that runs but does not learn is not a result (issue 12). Each family's YAML, at
+A table of numbers that runs but does not learn is not a result. Each family's YAML, at
 the tiny profile's sizes, trains on 16 utterances of the tiny built-in corpus (two per topic) that
 are also its dev and test set, so ``metrics.json``'s dev accuracy is the training-set fit after
 checkpoint selection, through the whole real path: manifests, item pipelines, Brain, checkpoints.

@@ -8,8 +8,8 @@ import pytest
 import torch
 from speechbrain.dataio.dataset import DynamicItemDataset
 
-from topic_id.dataio import loader_kwargs
-from topic_id.experiment import read_yaml_map, resolve_overrides, top_level_keys
+from topic_id.training.dataio import loader_kwargs
+from topic_id.config.overrides import read_yaml_map, resolve_overrides, top_level_keys
 from conftest import ROOT
 
 LOADER_KEYS = ("num_workers", "pin_memory", "prefetch_factor")

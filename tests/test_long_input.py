@@ -1,7 +1,7 @@
-"""Audio encoders on long recordings (issue 14.2): chunked encoding against one pass.
+"""Audio encoders on long recordings: chunked encoding against one pass.
 
 The TDNN, CRDNN and wav2vec2 systems of the tiny corpus (one epoch each, exported) classify a
-recording of joined test utterances in one pass and in chunks (topic_id.chunking). Recordings that
+recording of joined test utterances in one pass and in chunks (topic_id.models.chunked_encoding). Recordings that
 fit in one chunk take today's path bit for bit; longer ones pool every real frame of every chunk
 once (the frame count of one pass) and their embeddings are close to one pass's:
 
@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from benchmarks.long_input import long_recording
-from topic_id.chunking import LongInput, PoolAccumulator, frame_stride
-from topic_id.export import export_run
-from topic_id.inference import TopicIdentifier
-from topic_id.nnet import MeanPool, ProjectedPool, StatsPool
+from topic_id.models.chunked_encoding import LongInput, PoolAccumulator, frame_stride
+from topic_id.serving.export import export_run
+from topic_id.serving.inference import TopicIdentifier
+from topic_id.models.nnet import MeanPool, ProjectedPool, StatsPool
 from conftest import ROOT
 from single_thread import one_thread  # noqa: F401 (autouse)
 

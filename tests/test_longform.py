@@ -1,5 +1,5 @@
-"""Long-form transcription (issue 14 item 1): segmentation at pauses (topic_id/segment.py) and
-decoding of recordings longer than the ASR was trained on (topic_id.asr.decode).
+"""Long-form transcription: segmentation at pauses (topic_id/models/piecewise_decoding.py) and
+decoding of recordings longer than the ASR was trained on (topic_id.training.asr.decode).
 
 Segmentation is tested on synthetic tone bursts; decoding on a ~2-minute recording joined from
 utterances of one topic of the tiny corpus, with the real tiny ASR (which stops early on it when
@@ -17,9 +17,9 @@ import torch
 from speechbrain.utils.edit_distance import alignment, op_table
 
 from data_prep.manifest import read_manifest
-from topic_id import asr
-from topic_id.dataio import load_audio
-from topic_id.segment import fixed_windows, join_hypotheses, segment
+from topic_id.training import asr
+from topic_id.training.dataio import load_audio
+from topic_id.models.piecewise_decoding import fixed_windows, join_hypotheses, segment
 from conftest import ROOT
 # One intra-op thread for this module (autouse): the tiny ASR decodes 2 minutes of audio several
 # times faster so on a busy 2-core machine, and its beam search, on an untrained model, gives the
@@ -198,7 +198,7 @@ def test_within_the_limit_decoding_is_unchanged(loaded, long_recording):
 
 
 def test_a_two_minute_recording_keeps_the_words_of_its_utterances(loaded, long_recording):
-    """The acceptance test of issue 14 on the tiny ASR: long-form decoding of the recording gives
+    """Long-form decoding on the tiny ASR: long-form decoding of the recording gives
     as many words as its utterances one by one (the tiny ASR decodes each into one made-up word, so
     this counts pieces decoded: one per utterance), decoding it whole gives almost none, and
     long-form decoding takes no longer than the utterances one by one, give or take."""
@@ -298,8 +298,8 @@ def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, lo
                                                                      tiny_corpus, train, tmp_path):
     import soundfile
 
-    from topic_id.export import export_run
-    from topic_id.inference import TopicIdentifier, predict
+    from topic_id.serving.export import export_run
+    from topic_id.serving.inference import TopicIdentifier, predict
 
     run = train("hparams/text.yaml", tiny_corpus, tmp_path / "text", "--number_of_epochs=1")
     export = export_run(run, tmp_path / "export", asr=asr_run)
@@ -324,7 +324,7 @@ def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, lo
 
 
 def test_avoid_if_longer_than_leaves_long_training_rows_out_and_lowers_the_limit(tiny_corpus):
-    from topic_id.dataio import read_split
+    from topic_id.training.dataio import read_split
 
     train_csv = tiny_corpus / "train.csv"
     durations = sorted(float(r["duration"]) for r in read_manifest(train_csv))
@@ -340,7 +340,7 @@ def test_avoid_if_longer_than_leaves_long_training_rows_out_and_lowers_the_limit
 
 
 def test_a_few_long_training_recordings_do_not_raise_the_limit(tmp_path):
-    """Issue 14: the limit follows the usual training duration; a handful of multi-sentence
+    """The limit follows the usual training duration; a handful of multi-sentence
     training recordings (the built-in corpus's LP-like ones) leave it where the rest put it."""
     train_csv = tmp_path / "train.csv"
     durations = [4.0] * 95 + [9.0] * 5
@@ -356,8 +356,8 @@ def test_the_runs_test_hypotheses_are_long_form_beyond_the_limit(loaded, long_re
 
     from speechbrain.utils.data_utils import batch_pad_right
 
-    from topic_id.brains import encode_frames
-    from topic_id.encoders import frame_lengths
+    from topic_id.training.brains import encode_frames
+    from topic_id.models.encoders import frame_lengths
 
     recording, wavs, _, _ = long_recording
     recording = recording[: 20 * RATE]  # beyond the limit: long-form, at a tenth of the decoding

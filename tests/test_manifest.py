@@ -7,7 +7,7 @@ import pytest
 import soundfile
 
 from data_prep import manifest
-from data_prep.fileio import atomic_write
+from corpus_tools.files import atomic_write
 from data_prep.manifest import (
     COLUMNS, DONE_MARKER, Dropped, PrepError, Row, audio_duration, check_duration,
     read_manifest, read_topics, start, validate, write_prepared,

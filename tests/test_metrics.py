@@ -1,4 +1,4 @@
-"""topic_id.metrics: topic scores against scikit-learn, result files, WER/CER."""
+"""topic_id.training.metrics: topic scores against scikit-learn, result files, WER/CER."""
 
 import csv
 import json
@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-from topic_id import metrics
+from topic_id.training import metrics
 
 LABELS = ["Media skills", "Nature", "Health", "Food"]
 

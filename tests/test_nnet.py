@@ -1,8 +1,8 @@
-"""Pooling ignores padding (B5); the head has the paper's size with 8 classes (B2)."""
+"""Pooling ignores padding; the head has the paper's size with 8 classes (not the published 10)."""
 
 import torch
 
-from topic_id.nnet import MeanPool, StatsPool, TopicHead, length_mask, masked_mean
+from topic_id.models.nnet import MeanPool, StatsPool, TopicHead, length_mask, masked_mean
 
 
 def _pad(x, total):
@@ -38,7 +38,7 @@ def test_stats_pool_ignores_padding_and_is_deterministic():
 
 
 def test_topic_head_sizes():
-    # 768*8+8: the paper's 7.7K counted a 10-way layer (B2).
+    # 768*8+8: the paper's 7.7K counted a 10-way layer for 8 topics.
     assert sum(p.numel() for p in TopicHead(768, 8).parameters()) == 6152
     head = TopicHead(3000, 8, hidden_sizes=[512])
     assert sum(p.numel() for p in head.parameters()) == 3000 * 512 + 512 + 512 * 8 + 8

@@ -1,4 +1,4 @@
-"""recipes/run_table.sh's planner and runner (recipes/pipeline.py): what waits for what, parallel
+"""recipes/run_table.sh's planner and runner (topic_id/table/planner.py): what waits for what, parallel
 steps, skipping finished steps, and stopping at the first failure with its log named.
 
 The steps' commands here are tiny Python one-liners; the real rows are trained by
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-import pipeline
-from pipeline import Runner, Step, StepFailed
+from topic_id.table import planner as pipeline
+from topic_id.table.planner import Runner, Step, StepFailed
 
 
 def _args(tmp_path, *extra):

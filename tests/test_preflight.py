@@ -1,4 +1,4 @@
-"""topic_id.preflight: the models a table's rows need load (offline, no weights) and the corpus fits the
+"""topic_id.config.preflight: the models a table's rows need load (offline, no weights) and the corpus fits the
 profile, each problem one ConfigError line, before anything trains."""
 
 import json
@@ -10,9 +10,9 @@ import time
 import pytest
 from huggingface_hub import constants
 
-from topic_id import preflight
+from topic_id.config import preflight
 from topic_id.errors import ConfigError
-from topic_id.registry import load_registry
+from topic_id.config.registry import load_registry
 
 from conftest import REGISTRY, ROOT
 
@@ -77,7 +77,7 @@ def test_a_model_missing_from_the_offline_cache_stops_in_seconds(rows, tmp_path,
 def test_each_model_is_listed_once_with_every_row_that_needs_it(rows, tmp_path):
     needed, skipped = preflight.needed_models(list(rows.values()), tmp_path / "data", profile="paper", root=ROOT)
     assert [(n.source, n.class_name) for n in needed] == [
-        (FINBERT, "topic_id.text.TextEncoder"), ("facebook/wav2vec2-xls-r-300m", "topic_id.wav2vec2.Wav2Vec2")]
+        (FINBERT, "topic_id.models.text_encoder.TextEncoder"), ("facebook/wav2vec2-xls-r-300m", "topic_id.models.ssl_encoder.Wav2Vec2")]
     assert needed[0].rows == ["text_man", "text_semisup", "text_pipeline", "emb_transfer_pretrain", "audio_text_bl",
                               "audio_text", "audio_text_asr", "multitask_s1", "multitask"]
     assert needed[1].rows == ["wav2vec2"] and needed[1].widths == {"wav2vec2": 1024} and not skipped
@@ -105,7 +105,7 @@ def test_standins_load_and_widths_are_checked(rows, tiny_corpus):
 
 @pytest.mark.parametrize("google_style", [False, True], ids=["architectures", "bert_config_keys"])
 def test_a_bert_folder_without_model_type_loads_and_passes(rows, tiny_corpus, tmp_path, google_style):
-    from topic_id.text import TextEncoder
+    from topic_id.models.text_encoder import TextEncoder
 
     folder = _converted_bert(tmp_path / "finbert", google_style)
     config_text = (folder / "config.json").read_text()
@@ -172,7 +172,7 @@ def _cli(*args, hub):
     env = dict(os.environ, HF_HUB_CACHE=str(hub), HF_HUB_OFFLINE="1")
     # An in-process training run of an earlier test sets SpeechBrain's log level for its children.
     env.pop("SB_LOG_LEVEL", None)
-    return subprocess.run([sys.executable, "-m", "topic_id.preflight", "--registry", str(REGISTRY),
+    return subprocess.run([sys.executable, "-m", "topic_id.config.preflight", "--registry", str(REGISTRY),
                            "--root", str(ROOT), *args], capture_output=True, text=True, env=env, cwd=ROOT)
 
 

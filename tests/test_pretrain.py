@@ -61,7 +61,7 @@ def test_zero_learning_rate_does_not_learn(tiny_corpus, tmp_path):
 def test_output_loads_in_the_wav2vec2_row_encoder(pretrained, tiny_corpus):
     from safetensors.torch import load_file
 
-    from topic_id.wav2vec2 import Wav2Vec2
+    from topic_id.models.ssl_encoder import Wav2Vec2
 
     encoder = Wav2Vec2(str(pretrained), save_path=str(pretrained)).eval()
     saved = load_file(str(pretrained / "model.safetensors"))
@@ -81,7 +81,7 @@ def test_output_loads_in_the_wav2vec2_row_encoder(pretrained, tiny_corpus):
 
 
 def test_output_stays_marked_as_standin(pretrained):
-    from topic_id.hub import WAV2VEC2, resolve_model
+    from topic_id.models.hub import WAV2VEC2, resolve_model
 
     marker = json.loads((pretrained / "STANDIN.json").read_text())
     assert marker["standin"] is True

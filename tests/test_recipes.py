@@ -10,7 +10,7 @@ import json
 import pytest
 
 from data_prep.manifest import read_manifest
-from topic_id.registry import load_registry
+from topic_id.config.registry import load_registry
 from conftest import REGISTRY
 
 ROWS = load_registry(REGISTRY)

@@ -1,4 +1,4 @@
-"""topic_id.results, topic_id.report and ``topic-id report``: tables, agreement, figures, CLI."""
+"""topic_id.reporting.results, topic_id.reporting.report and ``topic-id report``: tables, agreement, figures, CLI."""
 
 import csv
 import json
@@ -10,10 +10,12 @@ import pytest
 import torch
 from sklearn.metrics import cohen_kappa_score, f1_score
 
-from topic_id import cli, metrics
+from topic_id import cli
+
+from topic_id.training import metrics
 from conftest import REGISTRY as PROJECT_REGISTRY, ROOT
-from topic_id.report import write_report
-from topic_id.results import DATA, agreement, collect, support_table, table_one, table_two
+from topic_id.reporting.report import write_report
+from topic_id.reporting.results import DATA, agreement, collect, support_table, table_one, table_two
 
 LABELS = ["animals", "sports", "summer", "media"]
 N = 24
@@ -220,7 +222,7 @@ def test_agreement_of_constant_systems():
 
 
 def test_params_of_a_system_with_its_own_asr(tmp_path):
-    """Multi-task runs its stage-1 ASR when deployed: Table I adds that ASR's modules (issue 13)."""
+    """Multi-task runs its stage-1 ASR when deployed: Table I adds that ASR's modules."""
     registry = tmp_path / "systems.csv"
     registry.write_text("name,table_row,paper_name,hparams,overrides,init_from,needs,train_text,test_text\n"
                         "s1,,stage 1,hparams/multitask.yaml,,,,,\n"

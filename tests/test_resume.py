@@ -1,6 +1,6 @@
 """A training run killed with SIGKILL in the middle of an epoch, then started again with the same
-command, resumes from its last checkpoint and finishes (issue: "the one trainer"; SpeechBrain's
-intra-epoch checkpoints, ``--ckpt_interval_steps``, save the position in the epoch too).
+command, resumes from its last checkpoint and finishes (SpeechBrain's intra-epoch checkpoints,
+``--ckpt_interval_steps``, save the position in the epoch too).
 """
 
 import os
@@ -65,7 +65,7 @@ def test_an_interrupted_save_is_not_a_checkpoint(tmp_path):
     import pytest
     import torch
 
-    from topic_id.checkpoints import Checkpointer
+    from topic_id.training.checkpoints import Checkpointer
 
     class Dies(torch.nn.Linear):
         fail = False
@@ -100,7 +100,7 @@ def test_processes_wait_until_the_checkpoint_is_marked_complete(tmp_path, monkey
     delete_checkpoints, and a stale one deadlocked a torchrun run)."""
     import torch
 
-    from topic_id import checkpoints
+    from topic_id.training import checkpoints
 
     seen = []
     monkeypatch.setattr(checkpoints, "ddp_barrier",

@@ -13,7 +13,7 @@ from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
 from data_prep.alignments import read_alignment, read_word_tier
 from data_prep.intake import Intake
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
-from data_prep.long_recordings import cut_recording, find_cuts, replace_by_segments
+from data_prep.duration_limit import cut_recording, find_cuts, replace_by_segments
 from data_prep.manifest import Row, read_manifest
 
 RATE = 16000

@@ -1,4 +1,4 @@
-"""topic_id.text and topic_id.embedding_cache: the frozen text encoder, its cache and the stand-in BERT
+"""topic_id.models.text_encoder and topic_id.models.embedding_cache: the frozen text encoder, its cache and the stand-in BERT
 (topic_id.standins.bert; tiny, CPU, offline)."""
 
 import json
@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import BertModel
 
-from topic_id.embedding_cache import model_fingerprint
-from topic_id.hub import STANDIN_MARKER, ModelNotFound
+from topic_id.models.embedding_cache import model_fingerprint
+from topic_id.models.hub import STANDIN_MARKER, ModelNotFound
 from topic_id.standins.bert import build_standin
 from topic_id.standins.cli import main
-from topic_id.text import TextEncoder
+from topic_id.models.text_encoder import TextEncoder
 
 SENTENCES = [
     "no niin tota mä kävin eilen kesämökillä saunomassa",
@@ -114,7 +114,7 @@ def test_token_level_shapes(standin):
 
 
 def test_empty_text_gives_zero_vector(standin, caplog):
-    with caplog.at_level(logging.WARNING, logger="topic_id.text"):
+    with caplog.at_level(logging.WARNING, logger="topic_id.models.text_encoder"):
         out = TextEncoder(standin).embed(["", None, "sauna"])
     assert out.shape == (3, 32) and not out[0].any() and not out[1].any() and out[2].any()
     assert "zero vector" in caplog.text
@@ -205,7 +205,7 @@ def test_accent_stripping_is_explicit(standin, tmp_path, caplog):
         shutil.copy(standin / name, finbert_like / name)
     (finbert_like / "tokenizer_config.json").write_text('{"do_lower_case": true}')
     default = TextEncoder(finbert_like)
-    with caplog.at_level(logging.WARNING, logger="topic_id.text"):
+    with caplog.at_level(logging.WARNING, logger="topic_id.models.text_encoder"):
         default._load()
     assert "strips accents" in caplog.text
     assert not any("ä" in t for t in default._tokenizer.tokenize("äiti"))
@@ -216,7 +216,7 @@ def test_accent_stripping_is_explicit(standin, tmp_path, caplog):
 
 def test_n_layers_capped_at_model_depth(standin, caplog):
     enc = TextEncoder(standin, n_layers=12)
-    with caplog.at_level(logging.WARNING, logger="topic_id.text"):
+    with caplog.at_level(logging.WARNING, logger="topic_id.models.text_encoder"):
         assert enc.layers == 5 and enc.embed(["sauna"]).shape == (1, 32)
     assert "summing all of them" in caplog.text
 

@@ -11,7 +11,7 @@ from data_prep.text_norm import is_marker, normalize_transcript, read_transcript
 
 @pytest.mark.parametrize("raw, expected", [
     (".fp no .br mä .ct kävin .cough .laugh .sigh .yawn .pause", "no mä kävin"),
-    ("..fp ok .lauhg .fb .brr .Laugh. .FP, (.sigh)", "ok"),  # typos of markers (§5.1)
+    ("..fp ok .lauhg .fb .brr .Laugh. .FP, (.sigh)", "ok"),  # typos of markers, as found in LP
     (",fp joo ;br :laugh ihan", "joo ihan"),  # the dot typed as another key
     ("joo.fp kesä.br ok.laugh.", "joo kesä ok"),  # marker glued to a word
     ("fp. no br mä ct", "no mä"),  # dot after, or forgotten, on the codes that are no words

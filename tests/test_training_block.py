@@ -6,7 +6,7 @@ import pytest
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
-from topic_id.experiment import profile_overrides, resolve_overrides, top_level_keys
+from topic_id.config.overrides import profile_overrides, resolve_overrides, top_level_keys
 from conftest import ROOT
 
 BRAIN_YAMLS = sorted(

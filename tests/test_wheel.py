@@ -1,4 +1,4 @@
-"""The library works as an installed wheel, away from the checkout (issue 13).
+"""The library works as an installed wheel, away from the checkout.
 
 The wheel is built from a copy of the package sources (no build folder in the checkout), installed
 with ``pip --target`` into a temporary folder that comes first on ``PYTHONPATH``, and every command

@@ -3,16 +3,16 @@
 Subcommands:
 
 - ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR] [--registry CSV]``: Table I, Table II, Fig. 3 and the
-  confusion matrices of a results tree (:mod:`topic_id.report`); prints Table I in Markdown.
+  confusion matrices of a results tree (:mod:`topic_id.reporting.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
   (any rate, any channels) or transcripts with an exported or trained system
-  (:mod:`topic_id.inference`). With ``--out PREDS.csv``, folders and manifests too, in batch,
-  resumable (:mod:`topic_id.batch_predict`).
+  (:mod:`topic_id.serving.inference`). With ``--out PREDS.csv``, folders and manifests too, in batch,
+  resumable (:mod:`topic_id.serving.batch_predict`).
 - ``export RUN_DIR OUT_DIR [--asr ASR_RUN]``: a trained run as a self-contained model folder that
   loads offline with ``TopicIdentifier.from_hparams`` or SpeechBrain's ``foreign_class``
-  (:mod:`topic_id.export`).
+  (:mod:`topic_id.serving.export`).
 - ``download SOURCE [--revision R] [--cache-dir DIR]``: fetch a hub model (FinBERT, XLS-R) into the
-  Hugging Face cache, where runs then find it offline (:func:`topic_id.hub.download_model`);
+  Hugging Face cache, where runs then find it offline (:func:`topic_id.models.hub.download_model`);
   prints its folder. A model that cannot be fetched exits 2.
 
 Each subcommand is one ``_add_<name>(commands)`` function that registers its parser and sets
@@ -37,7 +37,7 @@ class CommandError(Exception):
 
 
 def _report(args):
-    from topic_id.report import write_report
+    from topic_id.reporting.report import write_report
 
     results = Path(args.results_dir)
     if not results.is_dir():
@@ -72,12 +72,12 @@ def _add_report(commands):
 
 
 def _predict(args):
-    from topic_id.inference import format_rows, predict
+    from topic_id.serving.inference import format_rows, predict
 
     if args.chunk_seconds is not None and args.chunk_seconds < 0:
         raise ConfigError(f"--chunk-seconds must be 0 (never chunk) or more, not {args.chunk_seconds}")
     if args.out:
-        from topic_id.batch_predict import predict_to_csv
+        from topic_id.serving.batch_predict import predict_to_csv
 
         if args.text or args.json:
             raise ConfigError("--out writes the predictions CSV of audio files: leave out --text and --json")
@@ -133,7 +133,7 @@ def _add_predict(commands):
 
 
 def _export(args):
-    from topic_id.export import export_run
+    from topic_id.serving.export import export_run
 
     print(export_run(args.run_dir, args.out_dir, asr=args.asr, overwrite=args.overwrite,
                      hparams_dir=args.hparams_dir))
@@ -162,7 +162,7 @@ def _add_export(commands):
 
 
 def _download(args):
-    from topic_id.hub import ModelNotFound, download_model
+    from topic_id.models.hub import ModelNotFound, download_model
 
     try:
         path, name = download_model(args.source, revision=args.revision, cache_dir=args.cache_dir)

@@ -1,7 +1,7 @@
 """Stand-ins for the two pretrained encoders, and wav2vec 2.0 pretraining.
 
 FinBERT and XLS-R are large downloads; the tests and the built-in demo use small models in Hugging
-Face format instead, which load through the same code path (:func:`topic_id.hub.resolve_model`)
+Face format instead, which load through the same code path (:func:`topic_id.models.hub.resolve_model`)
 and are named stand-ins wherever they appear, so nobody mistakes their results for the real ones:
 
 - :mod:`topic_id.standins.bert`: a small random BERT with a WordPiece vocabulary of the corpus;
@@ -21,8 +21,8 @@ The command line (:mod:`topic_id.standins.cli`)::
 import json
 from pathlib import Path
 
-from data_prep.fileio import replace_dir
-from topic_id.hub import STANDIN_MARKER
+from corpus_tools.files import replace_dir
+from topic_id.models.hub import STANDIN_MARKER
 
 
 def standin_settings(folder):

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from data_prep.fileio import atomic_write, temporary_sibling
-from topic_id.hub import STANDIN_MARKER
+from corpus_tools.files import atomic_write, temporary_sibling
+from topic_id.models.hub import STANDIN_MARKER
 from topic_id.standins import standin_settings, swap_dir
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def build_standin(
 ):
     """Build a small random BERT with a WordPiece vocabulary trained on ``texts``, in HF format.
 
-    The folder loads with ``topic_id.text.TextEncoder(source=out_dir)`` like FinBERT does, and is marked as a
+    The folder loads with ``topic_id.models.text_encoder.TextEncoder(source=out_dir)`` like FinBERT does, and is marked as a
     stand-in by ``STANDIN.json`` (written last, so it also marks a finished build), a
     ``topic_id_standin`` field in ``config.json`` and a README, so that reports name it
     "stand-in BERT (random init, demo vocab)". The tokenizer lowercases and keeps ä/ö/å.

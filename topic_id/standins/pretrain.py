@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.fileio import atomic_write
-from topic_id.hub import STANDIN_MARKER
+from corpus_tools.files import atomic_write
+from topic_id.models.hub import STANDIN_MARKER
 from topic_id.standins import swap_dir
 from topic_id.standins.pretrain_data import (
     PretrainError,

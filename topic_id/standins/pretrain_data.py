@@ -4,7 +4,7 @@ Each batch is cropped to the shortest of its utterances (at most ``max_seconds``
 offsets, as fairseq does: no padding, so no attention mask and no padded steps among the
 negatives; batches group utterances of similar duration (:func:`plan_batches`). Each crop is
 normalised to zero mean and unit variance, as the model's feature extractor and
-:class:`topic_id.wav2vec2.Wav2Vec2` do. Used by :mod:`topic_id.standins.pretrain`.
+:class:`topic_id.models.ssl_encoder.Wav2Vec2` do. Used by :mod:`topic_id.standins.pretrain`.
 """
 
 import csv
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from topic_id.dataio import load_audio
+from topic_id.training.dataio import load_audio
 
 # The modules of one pretraining run share its logger, so that pretrain.log records all of them.
 logger = logging.getLogger("topic_id.standins.pretrain")
@@ -132,7 +132,7 @@ def load_crops(batch, wavs, max_samples, train):
 
 
 class AudioRows(torch.utils.data.Dataset):
-    """Decoded (and resampled) audio of ``(path, duration)`` rows, through topic_id.dataio."""
+    """Decoded (and resampled) audio of ``(path, duration)`` rows, through topic_id.training.dataio."""
 
     def __init__(self, rows, sample_rate):
         self.rows, self.sample_rate = rows, sample_rate

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from topic_id.hub import WAV2VEC2, ModelNotFound, resolve_model
+from topic_id.models.hub import WAV2VEC2, ModelNotFound, resolve_model
 from topic_id.standins.pretrain_data import PretrainError, crop_loader, plan_batches
 
 # The modules of one pretraining run share its logger, so that pretrain.log records all of them.
@@ -123,7 +123,7 @@ def resolve_init(source, download=False):
     Arguments
     ---------
     source : str
-        A folder or hub id (:func:`topic_id.hub.resolve_model`).
+        A folder or hub id (:func:`topic_id.models.hub.resolve_model`).
     download : bool
         Fetch a hub id missing from the local Hugging Face cache.
     """

@@ -1,0 +1,1 @@
+"""Configuration: the system registry, command-line overrides and profiles, checks before training."""

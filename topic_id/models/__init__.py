@@ -1,0 +1,1 @@
+"""The models: audio and text encoders, pooling and heads, pretrained-model resolution, bag of words."""

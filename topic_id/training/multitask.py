@@ -1,0 +1,55 @@
+"""The multi-task system's first stage: joint ASR and topic training (paper Sec. III-C, Fig. 1e).
+
+One CRDNN encoder feeds both tasks (hard parameter sharing): the ASR branch of
+:class:`topic_id.training.asr.ASRBrain` on its output frames, and the topic head on [masked time mean of
+the same frames ‖ text-encoder vector of the manual transcript] (original_recipes.md §3.11). The
+loss is ``topic_loss_weight`` * topic NLL + ``asr_loss_weight`` * ASR loss (paper: equal weights).
+Stage 2 is an ordinary :class:`topic_id.training.brains.TopicBrain` run of ``hparams/hybrid_crdnn.yaml``,
+initialised from this stage's best checkpoint and reading this stage's own ASR transcripts
+(recipes/systems.csv).
+"""
+
+import torch
+
+from topic_id.training.asr import ASRBrain
+from topic_id.training.brains import TopicBrain, encode_frames
+
+
+class MultitaskBrain(ASRBrain):
+    """ASRBrain plus a topic head on the shared encoder; evaluates topic metrics and WER/CER.
+
+    Everything else is inherited: the ASR branch and loss from :class:`ASRBrain`, the topic loss,
+    metrics, checkpoint selection (``ckpt_select``: ``wer`` as the paper, or ``micro_f1``) and
+    outputs from :class:`TopicBrain`.
+    """
+
+    def compute_forward(self, batch, stage):
+        """ASR outputs and topic log-posteriors from one encoder pass."""
+        batch = batch.to(self.device)
+        encoded, lens = encode_frames(self.modules.audio_encoder, *self.audio_features(batch, stage))
+        out = self.asr_forward(encoded, lens, batch, stage)
+        # The topic head sees the frames only through their mean over real frames (B5); the text is
+        # the manual transcript's, as in the paper's stage 1 (an oracle input: B12, so this stage's
+        # topic metrics are a diagnostic; the system's are stage 2's, on its own ASR text).
+        audio = self.modules.audio_pool(encoded, lens)
+        out.update(self.classify(torch.cat([audio, self.text_embedding(batch)], dim=-1)))
+        return out
+
+    def compute_objectives(self, outputs, batch, stage):
+        """Weighted sum of the topic NLL and the ASR loss."""
+        return self.hparams.topic_loss_weight * self.topic_loss(
+            outputs, batch, stage
+        ) + self.hparams.asr_loss_weight * self.asr_loss(outputs, batch, stage)
+
+    def write_outputs(self, results, labels):
+        """TopicBrain's outputs (``metrics.json`` then also holds WER/CER) and ``hyps_<split>.csv``.
+
+        Arguments
+        ---------
+        results : dict
+            ``{split: self.eval_result}`` for dev and test.
+        labels : CategoricalEncoder
+            The label order.
+        """
+        TopicBrain.write_outputs(self, results, labels)
+        self.write_hyps(results)
