@@ -1,4 +1,4 @@
-"""The batch-prediction acceptance run (issue 14.5): many files, a killed run, a resumed one.
+"""The batch-prediction acceptance run: many files, a killed run, a resumed one.
 
 ``python -m benchmarks.batch_resume MODEL CORPUS WORK [--files 1000] [--kill-after 20]`` links
 ``--files`` recordings of CORPUS's audio folder into WORK/audio (nested folders), starts ``topic-id

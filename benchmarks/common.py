@@ -14,7 +14,7 @@ import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
-from topic_id.experiment import resolve_overrides
+from topic_id.config.overrides import resolve_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

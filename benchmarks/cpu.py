@@ -13,15 +13,16 @@ from benchmarks.common import (ROOT, Row, best, load_system, make_brain, quiet_l
                                train_epochs)
 from benchmarks.long_input import long_recording_rows
 from data_prep.manifest import read_manifest
-from topic_id import dataio
-from topic_id.brains import TopicBrain
+from topic_id.training import dataio
+from topic_id.training.brains import TopicBrain
 
 
 class RecomputeBrain(TopicBrain):
     """The text system without the cache: the frozen encoder runs on every batch of every epoch.
 
-    ``encoder`` is a :class:`topic_id.text.TextEncoder` without a cache. With ``per_utterance``
-    it runs once per transcript, as the published recipes did inside the data pipeline (B13);
+    ``encoder`` is a :class:`topic_id.models.text_encoder.TextEncoder` without a cache. With ``per_utterance``
+    it runs once per transcript, as the published recipes did inside the data pipeline (see
+    docs/published_recipes.md, 'Frozen BERT inside the data pipeline');
     otherwise once per batch.
     """
 
@@ -98,7 +99,7 @@ def text_cache(corpus, work, encoder_dir, label, repeats, baselines=("batch",), 
     n, size = len(train), kwargs["batch_size"]
     what = f"text epoch, {label}: {n} utt. in {-(-n // size)} batches of {size}"
     names = {"batch": "encoder recomputed once per batch",
-             "utterance": "encoder recomputed per utterance (published recipes, B13)"}
+             "utterance": "encoder recomputed per utterance (published recipes)"}
     rows = []
     for kind, r in t_base.items():
         rows.append(Row("text cache", what, names[kind],
@@ -319,7 +320,7 @@ def asr_rtf(small, work, files, asr_run=None):
     -------
     Row
     """
-    from topic_id.asr import DECODE_MODULES, decode, load_asr
+    from topic_id.training.asr import DECODE_MODULES, decode, load_asr
 
     trained = asr_run is not None
     if not trained:
@@ -348,7 +349,7 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None, long_se
 
     Each system of :data:`PREDICT_SYSTEMS` is trained for one epoch at the demo profile's sizes on
     a few rows (a model's speed does not depend on its training), then loaded as ``topic-id
-    predict`` loads it (:func:`topic_id.inference.load_model`, exported from the run) and timed on
+    predict`` loads it (:func:`topic_id.serving.inference.load_model`, exported from the run) and timed on
     test files one at a time: reading, resampling, features, model, posteriors. The text system is
     given the manual transcript; the systems that transcribe audio first add the ASR's time, timed
     by :func:`asr_rtf`. The audio systems then classify one long recording of ``long_seconds``
@@ -375,11 +376,11 @@ def inference_rtf(corpus, work, n_files, paper_sizes=True, asr_run=None, long_se
     -------
     list of Row
     """
-    from topic_id import inference
+    from topic_id.serving import inference
 
     from transformers import AutoConfig
 
-    from topic_id.experiment import top_level_keys
+    from topic_id.config.overrides import top_level_keys
 
     files = _test_rows(corpus, n_files)
     audio = sum(r["duration"] for r in files)

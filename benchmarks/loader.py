@@ -3,7 +3,7 @@
 The corpus is the built-in one with its audio rewritten as ``data_prep lp`` writes LP's (16 kHz
 mono 16-bit FLAC, :func:`data_prep.lahjoita_puhetta.convert_audio`), its training rows repeated
 until an epoch holds ``seconds`` of audio, so that the loader runs at its steady rate. The loader
-is the one ``recipes/train.py`` builds (:func:`topic_id.dataio.loader_kwargs`) for
+is the one ``recipes/train.py`` builds (:func:`topic_id.training.dataio.loader_kwargs`) for
 ``hparams/audio_crdnn.yaml --profile=paper``: dynamic batches of at most 200 s of padded audio,
 decoded every epoch. An epoch is iterated without a model, so what is timed is everything the
 loader does (decoding, padding, the hand-over from workers), at 0, 1 and 2 workers. What one
@@ -25,7 +25,7 @@ import speechbrain as sb
 
 from benchmarks.common import Row, load_system
 from data_prep.lahjoita_puhetta import convert_audio
-from topic_id import dataio
+from topic_id.training import dataio
 
 ASSUMED_STEP_SECONDS = (0.1, 0.2)
 """Training-step times of the paper-size CRDNN on 200 s batches assumed where no GPU measures them."""
@@ -72,7 +72,7 @@ def lp_format_corpus(corpus, dst, seconds):
 
 
 def decode_rate(dataset, sample_rate):
-    """Audio seconds one process decodes per second of its CPU time: :func:`topic_id.dataio.load_audio`
+    """Audio seconds one process decodes per second of its CPU time: :func:`topic_id.training.dataio.load_audio`
     of every distinct file of a dataset, in this process."""
     paths = sorted({dataset.data[i]["wav"] for i in dataset.data_ids})
     start = time.process_time()
@@ -189,7 +189,7 @@ def run(corpus, work, seconds, workers=(0, 1, 2), repeats=2):
             for n, e in epochs.items()]
     rows.append(Row("loader", "one loader worker (num_workers=1): audio delivered per second of the "
                     "worker's CPU time", "real time", f"{per_worker:.0f} audio s per worker CPU s (decoding "
-                    f"alone, topic_id.dataio.load_audio of the same files: {decoded:.0f})", per_worker))
+                    f"alone, topic_id.training.dataio.load_audio of the same files: {decoded:.0f})", per_worker))
     steps, measured = gpu_step_seconds(work)
     limit = float(hp["max_batch_length"])
     for label, step in steps.items():

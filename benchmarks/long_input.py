@@ -1,8 +1,8 @@
 """Long recordings: real-time factor and peak memory of the audio systems on minutes of audio.
 
-:func:`long_recording` joins a corpus's test utterances into one long recording (the check of
-issue 14); :func:`long_recording_rows` times ``topic-id predict``'s batch path on it against the
-model's forward pass alone; ``python -m benchmarks.long_input MODEL SECONDS...`` prints the peak
+:func:`long_recording` joins a corpus's test utterances into one long recording (minutes of
+audio, as LP recordings can be); :func:`long_recording_rows` times ``topic-id predict``'s batch
+path on it against the model's forward pass alone; ``python -m benchmarks.long_input MODEL SECONDS...`` prints the peak
 memory (resident set) of classifying recordings that long, each after the previous one, so the
 growth from one length to the next is what the longer input costs (tests/test_long_input.py).
 """
@@ -20,7 +20,7 @@ import speechbrain as sb
 import torch
 
 from data_prep.manifest import read_manifest
-from topic_id import dataio
+from topic_id.training import dataio
 
 
 def long_recording(corpus, seconds, sample_rate=16000, pause=0.5):
@@ -68,7 +68,7 @@ def long_recording_rows(models, corpus, work, seconds=120.0, repeats=3):
     """One row per audio system: ``topic-id predict --out`` on a long recording vs its forward pass.
 
     The recording (:func:`long_recording`) is written to a FLAC file and classified through
-    :func:`topic_id.batch_predict.predict_to_csv` (reading, resampling, chunked encoding, the CSV);
+    :func:`topic_id.serving.batch_predict.predict_to_csv` (reading, resampling, chunked encoding, the CSV);
     the baseline is the model's forward pass alone on the samples in memory, chunked the same way.
     The one-pass forward time (no chunks) is given beside them. Each time is the best of
     ``repeats``.
@@ -91,7 +91,7 @@ def long_recording_rows(models, corpus, work, seconds=120.0, repeats=3):
     list of Row
     """
     from benchmarks.common import Row
-    from topic_id.batch_predict import predict_to_csv
+    from topic_id.serving.batch_predict import predict_to_csv
 
     work.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -136,7 +136,7 @@ def peak_memory(model_dir, lengths, chunk_seconds=None, corpus=None):
     dict
         ``{"loaded": MiB, "<seconds>": MiB, ...}``.
     """
-    from topic_id.inference import load_model
+    from topic_id.serving.inference import load_model
 
     model = load_model(model_dir, "cpu", chunk_seconds)
     peaks = {"loaded": _peak_mib()}
