@@ -4,7 +4,7 @@
 audio, as LP recordings can be); :func:`long_recording_rows` times ``topic-id predict``'s batch
 path on it against the model's forward pass alone; ``python -m benchmarks.long_input MODEL SECONDS...`` prints the peak
 memory (resident set) of classifying recordings that long, each after the previous one, so the
-growth from one length to the next is what the longer input costs (tests/test_long_input.py).
+growth from one length to the next is what the longer input costs (tests/test_chunked_encoding.py).
 """
 
 import argparse
