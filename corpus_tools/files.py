@@ -2,8 +2,8 @@
 
 The one home of the atomic writes of both packages: manifests, audio, metrics, reports, stand-in
 encoders, exports and checkpoints of the pretraining all go through :func:`atomic_write` or
-:func:`replace_dir`, so a rerun that finds a file or folder can trust it (the published recipes
-could leave truncated JSON manifests behind, original_recipes.md B10).
+:func:`replace_dir`, so a rerun that finds a file or folder can trust it: an interrupted write
+leaves the old file or none, never a truncated one.
 """
 
 import contextlib

@@ -203,7 +203,7 @@ def replace_by_segments(splits, results, intake, out_dir):
     (:func:`~data_prep.alignments.words_per_segment`); the others get none. A dev/test segment
     without an aligned word is left out (its file removed, ``segments_without_words`` counted):
     every system is scored on the same dev/test rows, the text systems on each row's manual
-    transcript, and this segment has none (an empty transcript breaks them, B7, and the
+    transcript, and this segment has none (an empty transcript is no transcript, and the
     recording's whole transcript would name words the segment does not say); the recording's
     other segments stay. A dev/test recording none of whose segments has a word is dropped.
 

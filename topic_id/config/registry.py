@@ -5,7 +5,8 @@ systems; ``BoW`` for rows of ours that are not in the paper, e.g. the bag-of-wor
 Table I lists after the paper row above them and never gives paper numbers), ``paper_name``, ``hparams`` (YAML, relative to the checkout's root), ``overrides`` (extra
 ``--key=value`` arguments), ``init_from`` (the row whose best checkpoint this stage starts from),
 ``needs`` (which ASR must have filled ``asr_words`` first, see :func:`transcriber`), ``train_text``
-and ``test_text`` (which text the row saw: manual, own ASR or external ASR; B12).
+and ``test_text`` (which text the row saw: manual, own ASR or external ASR, so a row that read
+the manual transcript at test time is marked as such).
 
 ``needs`` is empty (the prepared corpus as it is), ``asr_words`` (``asr_words`` filled by the
 standalone ASR, row ``asr``) or ``own_asr:<row>`` (filled by the ASR of an earlier row, e.g. the

@@ -2,7 +2,7 @@
 
 :class:`topic_id.models.text_encoder.TextEncoder` computes each distinct text once per setting and keeps the
 result here, so that every epoch, seed and system reading the same transcripts with the same
-encoder reuses it (B13).
+encoder reuses it, instead of running the encoder per utterance per epoch.
 
 Cache layout (``cache_dir``)::
 

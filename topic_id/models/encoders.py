@@ -2,7 +2,7 @@
 
 The published recipes ran their encoders over zero-padded batches as if the padding were speech:
 the CRDNN's BiLSTM read the padding (its backward direction starts in it), and the TDNN's statistics
-pooled it, so an utterance's embedding depended on the longest utterance in its batch (B5). Masked
+pooled it, so an utterance's embedding depended on the longest utterance in its batch. Masked
 pooling alone cannot undo that. The encoders here take SpeechBrain's relative lengths and return
 their output frames with the relative lengths of those frames, computed exactly, so that
 :meth:`topic_id.training.brains.TopicBrain.encode_audio` pools real frames only and an utterance gets the same
@@ -64,9 +64,9 @@ def masked_batch_norm(norm, x, n):
     Batch normalisation over a padded batch counts the padding as frames: with recordings of
     2-28 s in one batch (the built-in corpus's multi-sentence recordings, LP's spread) most of
     the batch is padding, the statistics normalise real frames wrongly, and the running
-    statistics used at test time drift (issue 14: the demo's audio baseline fell from 52 to 24 %
-    test micro-F1 with 8 long recordings among 417: 51 % without them, 45 % with this). In
-    evaluation the running statistics are per frame, so padding cannot matter.
+    statistics used at test time drift (a few long recordings among many short ones were enough
+    to ruin the demo's audio baseline). In evaluation the running statistics are per frame, so
+    padding cannot matter.
 
     Arguments
     ---------
@@ -184,7 +184,7 @@ def _packed_rnn(rnn, x, n):
 
 
 class TDNN(nn.Module):
-    """The x-vector-style TDNN of the audio baseline (paper Sec. III; original_recipes.md §3.5).
+    """The x-vector-style TDNN of the audio baseline (paper Sec. III; as published).
 
     Each layer is a dilated 1-D convolution over ``kernel_sizes[i]`` frames, without padding (as the
     published unfold over frames), then the activation, then batch normalisation, the layer order of

@@ -1,7 +1,8 @@
 """The few neural modules SpeechBrain lacks: pooling that ignores padding, and classifier heads.
 
 The published recipes pooled with ``torch.mean(x, dim=1)`` over zero-padded batches, so an
-utterance's embedding depended on the longest utterance in its batch (original_recipes.md B5).
+utterance's embedding depended on the longest utterance in its batch (see docs/published_recipes.md, 'Pooling over
+padding').
 Every pooling here takes SpeechBrain's relative lengths and uses real frames only.
 SpeechBrain's own ``StatisticsPooling`` loops over the batch and adds Gaussian noise to the mean even
 at evaluation time, which would make predictions non-deterministic, hence :class:`StatsPool`.
@@ -131,8 +132,8 @@ class FeatureNorm(nn.BatchNorm1d):
     A batch norm without affine parameters (nothing to train, no Params). Frozen encoders give
     pooled vectors that share one large common component and differ in small directions (the demo's
     stand-in BERT: norm ~72, pairwise cosine near 1), which an Adam-trained linear head fits only
-    slowly and then overfits; standardised, the same head reaches a tuned logistic regression
-    (issue 12: 0.79 -> 0.83 test accuracy on the demo's manual text). A training batch of one
+    slowly and then overfits; standardised, the same head does as well as a tuned logistic
+    regression on the same vectors (docs/demo_profile.md, 'Text rows'). A training batch of one
     utterance uses the running statistics (batch statistics of one vector are undefined).
 
     Arguments
@@ -168,12 +169,12 @@ class TopicHead(nn.Module):
     input_size : int
         Size of the (fused) utterance embedding.
     n_topics : int
-        Number of classes; 8 on LP (the published 10 was a defect, B2).
+        Number of classes; 8 on LP (the published 10 added two outputs no class has).
     hidden_sizes : list of int
         Sizes of hidden linear layers; empty for the paper's single linear layer.
     activation : type or None
         Activation after each hidden layer; None reproduces the audio BL's two linear layers with
-        no nonlinearity between them (original_recipes.md §3.5).
+        no nonlinearity between them, as published.
     dropout : float
         Dropout before each linear layer.
     input_norm : bool
@@ -209,7 +210,7 @@ class TopicHead(nn.Module):
 class ProjectedPool(nn.Module):
     """A pooling followed by a linear layer: [B, T, D] -> [B, output_size].
 
-    The audio+text BL's audio branch (original_recipes.md §3.9): statistics pooling, then the audio
+    The audio+text BL's audio branch, as published: statistics pooling, then the audio
     BL's first linear layer (3000 -> 512), whose output is concatenated with the text vector.
 
     Arguments
@@ -241,10 +242,10 @@ class ProjectedPool(nn.Module):
 class TextBLSTM(nn.Module):
     """Bidirectional LSTM over token vectors, packed so that padding never enters: [B, T, D] -> [B, H].
 
-    The text branch of the audio+text BL (original_recipes.md §3.9): the utterance vector is the
+    The text branch of the audio+text BL: the utterance vector is the
     mean of the final hidden states over the ``num_layers`` x 2 (layer x direction) slots, as
     published. The published BLSTM ran over zero padding, so the forward direction of every
-    shorter text ended in padding (B5); packed sequences end each direction at the last real token.
+    shorter text ended in padding; packed sequences end each direction at the last real token.
 
     Arguments
     ---------

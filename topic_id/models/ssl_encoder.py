@@ -1,6 +1,6 @@
 """The wav2vec2 audio encoder of the Wav2vec2 system, loaded offline.
 
-The paper fine-tuned ``facebook/wav2vec2-xls-r-300m`` (Sec. III-B; no recipe was published, B16).
+The paper fine-tuned ``facebook/wav2vec2-xls-r-300m`` (Sec. III-B; no recipe was published).
 :class:`Wav2Vec2` is SpeechBrain's Hugging Face integration
 (``speechbrain.integrations.huggingface.wav2vec2.Wav2Vec2``) with four changes:
 
@@ -11,7 +11,7 @@ The paper fine-tuned ``facebook/wav2vec2-xls-r-300m`` (Sec. III-B; no recipe was
   naming it and saying how to provide it;
 - each waveform is normalised to zero mean and unit variance over its own samples, as the model's
   feature extractor does (SpeechBrain's integration normalises the zero-padded batch as a whole, so
-  a short utterance's input depended on its batch: B5);
+  a short utterance's input depended on its batch);
 - it returns its output frames with their exact relative lengths (the frame counts of the
   convolutional feature encoder), so pooling uses real frames only.
 - ``freeze_feature_extractor`` also calls Hugging Face's ``freeze_feature_encoder()``: SpeechBrain

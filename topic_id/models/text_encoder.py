@@ -1,11 +1,12 @@
 """Frozen BERT-style text encoder, cached on disk (the paper's FinBERT branch).
 
-The encoder follows original_recipes.md §2.6 (FinBERT = ``TurkuNLP/bert-base-finnish-uncased-v1``
-on LP: a token is the sum of the last 4 hidden layers, an utterance the mean of its tokens) and fixes
-its defects: the mean runs over real tokens only (B5), [CLS]/[SEP] are left out of it by default and
-the attention mask is passed by keyword (B13), an empty transcript gives a zero vector instead of a
-crash (B7), the model runs on the configured device, once per distinct text (B13), and accent
-stripping is a setting instead of an accident of the tokenizer config (§2.6, B13).
+The encoder follows the published recipes (FinBERT = ``TurkuNLP/bert-base-finnish-uncased-v1`` on
+LP: a token is the sum of the last 4 hidden layers, an utterance the mean of its tokens) without
+their defects (docs/published_recipes.md, 'Frozen BERT inside the data pipeline'): the mean runs
+over real tokens only, not the batch's padding; [CLS]/[SEP] are left out of it by default and the
+attention mask is passed by keyword; an empty transcript gives a zero vector instead of a crash;
+the model runs on the configured device, once per distinct text; and accent stripping (which the
+hub tokenizer config turns on, so ä becomes a and ö o) is a setting instead of an accident.
 
 The model comes from a local folder or the local Hugging Face cache (:func:`topic_id.models.hub.
 resolve_model`); nothing is downloaded at run time unless ``hub_download=True``. A missing model
@@ -60,7 +61,7 @@ class TextEncoder:
         A token vector is the sum of the last ``n_layers`` hidden states (paper: 4). Capped, with a
         warning, at the number the model has (layers + embeddings).
     exclude_special : bool
-        Leave [CLS]/[SEP] out of the mean and the token vectors (B13).
+        Leave [CLS]/[SEP] out of the mean and the token vectors (the published mean included them).
     max_length : int
         Longer texts are truncated to this many tokens, [CLS] and [SEP] included.
     batch_size : int
@@ -219,12 +220,12 @@ class TextEncoder:
 
     # ------------------------------------------------------------------ public calls
     def embed(self, texts):
-        """Utterance vectors: the mean of the token vectors over real tokens (B5).
+        """Utterance vectors: the mean of the token vectors over real tokens (padding never enters).
 
         Arguments
         ---------
         texts : list of str
-            Transcripts; None or "" give a zero vector (B7).
+            Transcripts; None or "" give a zero vector (no transcript is no crash).
 
         Returns
         -------
@@ -242,7 +243,7 @@ class TextEncoder:
         Arguments
         ---------
         texts : list of str
-            Transcripts; a text without tokens gives one zero row, so lengths are never 0 (B7).
+            Transcripts; a text without tokens gives one zero row, so lengths are never 0.
 
         Returns
         -------
@@ -361,7 +362,7 @@ class TextEncoder:
             inputs["token_type_ids"] = enc["token_type_ids"]
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.inference_mode():
-            out = self._model(**inputs, output_hidden_states=True)  # keywords: B13
+            out = self._model(**inputs, output_hidden_states=True)  # by keyword: no positional mix-up
             hidden = torch.stack(out.hidden_states[-self.layers :]).sum(dim=0)
         mask = inputs["attention_mask"].bool()
         if self.exclude_special:
@@ -389,7 +390,7 @@ class TextEncoder:
         logger.info("loaded text encoder %s on %s", self.name, self.device)
 
     def _set_accents(self, tokenizer):
-        """Apply ``strip_accents`` and warn when stripping hides accented vocabulary (B13)."""
+        """Apply ``strip_accents`` and warn when stripping hides accented vocabulary."""
         from tokenizers import normalizers
 
         backend = getattr(tokenizer, "backend_tokenizer", None)
@@ -410,7 +411,7 @@ class TextEncoder:
         if strips and any(c in token for token in tokenizer.get_vocab() for c in "äöå"):
             logger.warning(
                 "%s strips accents (ä→a, ö→o) although its vocabulary has ä/ö tokens, which are "
-                "then never used; this is the paper's setting (original_recipes.md §2.6). Set "
+                "then never used; this is the paper's setting (its recipes left the hub default). Set "
                 "strip_accents=False to keep them.",
                 self.name,
             )

@@ -14,7 +14,7 @@ Its convolutional feature encoder is one of two (``front_end``):
   pretrained feature encoder brings to fine-tuning is, first of all, band-pass analysis (the
   first-layer filters of models trained on raw speech come out band-pass; LEAF, Zeghidour et al.
   2021, starts its learnable front end from this Gabor bank). With the random XLS-R-like
-  convolutions instead, the demo's Wav2vec2 row stayed at chance whatever was tried (issue 12):
+  convolutions instead, the demo's Wav2vec2 row stayed at chance whatever was tried (docs/standins.md):
   fine-tuning had to learn the analysis from 0.35 h of 8 voices and learned the voices;
 - ``learned``: XLS-R's seven convolutional layers (kernels and strides) at ``conv_dim`` channels,
   random, for pretraining from scratch (:mod:`topic_id.standins.pretrain`) and for tests of that

@@ -1,9 +1,9 @@
-"""The attention-based ASR (paper Sec. III, original_recipes.md §3.1) and its transcription stage.
+"""The attention-based ASR (paper Sec. III) and its transcription stage.
 
 :class:`ASRBrain` trains the CRDNN + location-aware GRU decoder + CTC of ``hparams/asr.yaml``:
 ``ctc_weight`` CTC + (1 - ``ctc_weight``) attention NLL for the first ``number_of_ctc_epochs``
 epochs, attention NLL only afterwards; greedy decoding on dev every ``valid_search_interval`` epochs, beam search at test.
-:class:`Tokenizer` trains SentencePiece on the transcribed training rows into the run's folder (B9).
+:class:`Tokenizer` trains SentencePiece on the transcribed training rows into the run's folder (no path outside the run).
 :func:`transcribe` decodes whole manifests with a trained run and fills their ``asr_words`` column,
 the input of the text pipeline and semi-supervised systems. Every hypothesis goes through
 :func:`filter_repetitions`, the paper's post-processing of attention loops. :func:`decode` is
@@ -41,7 +41,7 @@ multi-task system) can be transcribed with :func:`transcribe`."""
 def filter_repetitions(words, max_repetition_length=3):
     """Cut attention-decoder loops: an n-gram may repeat back to back at most ``⌊3/n⌋`` times.
 
-    The paper's post-processing (``filter_repetitions(seq, 3)``, original_recipes.md §3.1), written
+    The paper's post-processing (``filter_repetitions(seq, 3)`` in the published recipes), written
     anew: runs of one repeated n-gram are shortened to ``max(1, max_repetition_length // n)``
     copies, for every n, until no such run is left.
 
@@ -96,9 +96,9 @@ def _collapse(seq, n, keep):
 class Tokenizer:
     """SentencePiece units of the ASR, trained on the transcribed training rows of a manifest.
 
-    Settings as the paper's model (original_recipes.md §3.1): ``<unk>`` at id 0 and no bos/eos/pad
+    Settings as the paper's model: ``<unk>`` at id 0 and no bos/eos/pad
     pieces, so id 0 doubles as CTC blank, bos and eos. Trained once, on the main process, into
-    ``model_dir`` (the run's own folder, B9) through SpeechBrain's ``SentencePiece``; loaded lazily,
+    ``model_dir`` (the run's own folder) through SpeechBrain's ``SentencePiece``; loaded lazily,
     so building a model from the YAML needs no data.
 
     Arguments
@@ -386,18 +386,16 @@ is gone): about twice the utterances of common read-speech corpora."""
 SEGMENT_HEADROOM = 1.25
 """The segment limit over the usual length of a training utterance (:data:`SEGMENT_QUANTILE`). An
 attention decoder copes with input a little longer than it was trained on (it fails at about twice
-as long: issue 14), and dev, test and untranscribed recordings run a little past the transcribed
+as long), and dev, test and untranscribed recordings run a little past the transcribed
 training rows: those are decoded whole, as before long-form decoding, rather than cut in two."""
 
 SEGMENT_QUANTILE = 0.9
 """Which training duration the segment limit scales: the 90th percentile, not the longest. A
 handful of long training recordings does not teach the decoder to read to the end of input that
-long: on the built-in corpus with LP-like durations (its longest transcribed training recording
-within ``avoid_if_longer_than`` a 3-sentence one of 8.3 s, the 90th percentile 4.9 s), the demo
-ASR's test WER was 44.8 % with the limit at 1.25 x the longest (10.4 s; 65.1 % on the recordings
-over 10 s), 41.6 % at 1.25 x the 90th percentile (6.1 s), 41.5 % at 6.2 s (60.2 %) and 41.8 % at
-5.0 s. Where the training durations are even, as on a corpus of one sentence per recording, the
-two agree."""
+long, so a limit scaled from the longest one lets through pieces the decoder stops short on; the
+usual length does not move with a few outliers (on the built-in corpus, a lower WER than a limit
+from the longest). Where the training durations are even, as on a corpus of one sentence per
+recording, the two agree."""
 
 
 def training_duration(train_csv, train_subset="all", avoid_if_longer_than=None, quantile=1.0):
@@ -514,7 +512,7 @@ def _decode_batch(hparams, wavs, device):
     padded, lens = padded.to(device), lens.to(device)
     feats = hparams["compute_features"](padded)
     # The encoder is called as in training (ASRBrain.compute_forward): exact frame lengths, so a
-    # padding-aware encoder sees each utterance as if it were alone (B5).
+    # padding-aware encoder sees each utterance as if it were alone.
     lens = frame_lengths(hparams["compute_features"], lens, padded.shape[1], feats.shape[1])
     encoded, lens = encode_frames(modules["audio_encoder"], modules["normalize"](feats, lens), lens)
     hyps = hparams["beam_search"](encoded, lens)[0]

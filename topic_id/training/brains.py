@@ -50,7 +50,7 @@ def encode_frames(encoder, feats, lens):
 
     Audio encoders take ``(input, relative lengths)``; one that changes the frame count returns
     ``(frames, relative lengths of its frames)`` so that padding stays out of pooling and attention
-    (B5; topic_id.models.encoders, topic_id.models.ssl_encoder).
+    (topic_id.models.encoders, topic_id.models.ssl_encoder).
 
     Arguments
     ---------
@@ -145,7 +145,7 @@ class TopicBrain(sb.Brain):
         lens = frame_lengths(self.hparams.compute_features, lens, wavs.shape[1], feats.shape[1])
         epoch = self.hparams.epoch_counter.current if stage == sb.Stage.TRAIN else None
         # Statistics stop updating after the first epochs (SB default); the published recipes
-        # never stopped updating them (original_recipes.md §2.3).
+        # never stopped updating them (called without the epoch).
         feats = self.modules.normalize(feats, lens, epoch=epoch)
         return feats, lens
 
@@ -155,7 +155,7 @@ class TopicBrain(sb.Brain):
     long_input = None
 
     def audio_embedding(self, batch, stage):
-        """Encoder output pooled over real frames only (B5) -> [B, D]."""
+        """Encoder output pooled over real frames only (padding never enters) -> [B, D]."""
         if stage == sb.Stage.TEST and self.long_input is not None:
             return self.long_input.embed(self, batch.sig)
         return self.encode_audio(*self.audio_features(batch, stage))
@@ -190,7 +190,7 @@ class TopicBrain(sb.Brain):
         return {"logprobs": torch.log_softmax(self.modules.head(embedding), dim=-1), "embedding": embedding}
 
     def topic_loss(self, outputs, batch, stage):
-        """NLL with label smoothing over the n_topics real classes (B2)."""
+        """NLL with label smoothing over the n_topics real classes (no smoothing mass on absent ones)."""
         targets = batch.topic_encoded.data.squeeze(-1)
         loss = sb.nnet.losses.nll_loss(
             outputs["logprobs"], targets, label_smoothing=self.hparams.label_smoothing
@@ -227,7 +227,7 @@ class TopicBrain(sb.Brain):
         return stats
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log, anneal the LR on the dev loss (an LR schedule that acts, B4), checkpoint."""
+        """Log, anneal the LR on the dev loss (NewBob; constant if ``anneal_lr`` is False), checkpoint."""
         if stage == sb.Stage.TRAIN:
             self.train_stats = {"loss": stage_loss}
             return
@@ -304,12 +304,12 @@ class TopicBrain(sb.Brain):
 
 
 class EmbTransferBrain(TopicBrain):
-    """Emb-transfer stage A (paper Sec. III-B, Fig. 1c; original_recipes.md §3.6).
+    """Emb-transfer stage A (paper Sec. III-B, Fig. 1c).
 
     Besides the topic NLL, the pooled audio embedding ``e`` learns two targets through linear maps:
     ``text_proj(e)`` the text encoder's utterance vector of the manual transcript (``text_target``:
     a target only, never a head input) and ``fbank_proj(e)`` the utterance mean of the normalised
-    filterbanks over real frames (the published mean included padding, B5). Loss = NLL +
+    filterbanks over real frames (the published mean included padding). Loss = NLL +
     ``text_loss_weight`` * L1 + ``fbank_loss_weight`` * L1 (paper: equal weights). Stage B keeps
     the encoder, normaliser and head, drops the projections, and classifies audio alone.
     """

@@ -1,10 +1,10 @@
 """Manifests -> SpeechBrain datasets, with only the pipelines a system's encoders need.
 
-Training never reads the corpus tree, only the manifests of ``data_prep`` (DESIGN.md "The manifest
-contract"). The label order comes from the corpus' ``topics.txt`` and is shared by every stage
-(fixes B8). The audio pipeline exists only when the system has an audio encoder and the text pipeline
-only when it has a text encoder (no audio loading in text systems, no text requirement in audio
-systems: B7, B14).
+Training never reads the corpus tree, only the manifests of ``data_prep`` (their columns:
+:mod:`data_prep.manifest`). The label order comes from the corpus' ``topics.txt`` and is shared by
+every stage, so a classifier a later stage inherits keeps its rows' topics. The audio pipeline
+exists only when the system has an audio encoder and the text pipeline only when it has a text
+encoder (no audio loading in text systems, no text requirement in audio systems).
 """
 
 import collections
@@ -52,7 +52,8 @@ def load_audio(path, sample_rate):
     """Read an audio file as a mono float tensor at ``sample_rate``.
 
     Files of any rate and channel count are accepted: the LP release mixes device rates, and the
-    published recipes declared 22.05 kHz without resampling (B3).
+    published recipes declared 22.05 kHz without resampling, which put
+    every other rate's frames and mel bands in the wrong place.
 
     Arguments
     ---------
@@ -108,8 +109,7 @@ def read_split(hparams, split):
         dataset = dataset.filtered_sorted(key_test={"subset": lambda s: s == subset})
     if split == "train" and hparams.get("avoid_if_longer_than"):
         # As SpeechBrain's CommonVoice recipes: an attention decoder trained on few long
-        # recordings learns worse on all of them (issue 14: the demo ASR's WER on one-sentence
-        # test recordings rose from 29 % to 53 % with four 10-25 s recordings among its 201).
+        # recordings learns worse on all of them (docs/demo_profile.md, 'ASR').
         dataset = dataset.filtered_sorted(key_max_value={"duration": hparams["avoid_if_longer_than"]})
     if split == "train" and hparams.get("train_hours"):
         dataset = hours_subset(
@@ -246,9 +246,9 @@ def dataio_prepare(hparams, labels):
 
     sb.dataio.dataset.set_output_keys(list(datasets.values()), keys)
     datasets["train"] = _sort(datasets["train"], hparams.get("sorting", "random"))
-    # Evaluation does not depend on padding (B5), so dev and test go by duration: a batch with a
-    # long recording then pads only recordings of about its length (issue 14: on the LP-like demo
-    # corpus an unsorted dev pass of the demo ASR took 8 s per epoch instead of 2).
+    # Evaluation does not depend on padding, so dev and test go by duration: a batch with a long
+    # recording then pads only recordings of about its length (an unsorted pass spends most of its
+    # time on padding when durations spread as LP's do).
     for split in ("dev", "test"):
         datasets[split] = _sort(datasets[split], "ascending")
     if hparams.get("keep_in_memory", False):
@@ -303,7 +303,7 @@ collate = functools.partial(sb.dataio.batch.PaddedBatch, padding_func=stack_or_p
 
 
 def _add_text_pipeline(datasets, hparams):
-    """Attach cached text-encoder outputs: the frozen encoder runs once per distinct text (B13)."""
+    """Attach cached text-encoder outputs: the frozen encoder runs once per distinct text."""
     encoder = text_encoder_of(hparams)
     tokens = hparams.get("text_tokens", False)
     key = "text_tokens" if tokens else "text_emb"
@@ -344,7 +344,7 @@ def _add_token_pipeline(datasets, tokenizer):
 
     The tokenizer is trained (once, on the main process) on the transcribed training rows. Ids:
     ``tokens_bos`` = [bos] + units, ``tokens_eos`` = units + [eos], ``tokens`` = units (the
-    paper's bos = eos = 0, original_recipes.md §3.1).
+    paper's bos = eos = 0).
     """
     sb.utils.distributed.run_on_main(tokenizer.train)
     for split, dataset in datasets.items():

@@ -1,8 +1,9 @@
 """Scores and result files of a run: topic metrics, predictions, confusion plot, WER/CER.
 
-Topic metrics follow the paper's evaluation (original_recipes.md §2.9) but are computed over the
-fixed label order of the corpus, never over the labels a batch happens to contain, and accept any
-number of samples, one included (fixes B10). Every file is written through
+Topic metrics follow the paper's evaluation (accuracy, micro-F1, UAR with scikit-learn) but are
+computed over the fixed label order of the corpus, never over the labels a batch happens to
+contain, and accept any number of samples, one included (docs/published_recipes.md, 'Final batch
+of one'). Every file is written through
 :func:`corpus_tools.files.atomic_write`, so a crash never leaves a half-written result.
 """
 
@@ -50,7 +51,7 @@ def topic_metrics(y_true, y_pred, labels):
     Definitions (scikit-learn):
 
     - ``accuracy``: fraction correct. ``micro_f1`` equals it for single-label multi-class data (the
-      paper's F1 column is therefore accuracy, original_recipes.md §2.9); it is reported anyway.
+      paper's F1 column is therefore accuracy); it is reported anyway.
     - ``macro_f1``: unweighted mean of per-class F1 over the classes that occur in ``y_true`` or
       ``y_pred`` (scikit-learn's default class set; ``zero_division=0``).
     - ``uar``: unweighted average recall = ``balanced_accuracy_score``, the macro mean of per-class

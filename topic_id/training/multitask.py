@@ -2,7 +2,7 @@
 
 One CRDNN encoder feeds both tasks (hard parameter sharing): the ASR branch of
 :class:`topic_id.training.asr.ASRBrain` on its output frames, and the topic head on [masked time mean of
-the same frames ‖ text-encoder vector of the manual transcript] (original_recipes.md §3.11). The
+the same frames ‖ text-encoder vector of the manual transcript], as in the paper's stage 1. The
 loss is ``topic_loss_weight`` * topic NLL + ``asr_loss_weight`` * ASR loss (paper: equal weights).
 Stage 2 is an ordinary :class:`topic_id.training.brains.TopicBrain` run of ``hparams/hybrid_crdnn.yaml``,
 initialised from this stage's best checkpoint and reading this stage's own ASR transcripts
@@ -28,8 +28,8 @@ class MultitaskBrain(ASRBrain):
         batch = batch.to(self.device)
         encoded, lens = encode_frames(self.modules.audio_encoder, *self.audio_features(batch, stage))
         out = self.asr_forward(encoded, lens, batch, stage)
-        # The topic head sees the frames only through their mean over real frames (B5); the text is
-        # the manual transcript's, as in the paper's stage 1 (an oracle input: B12, so this stage's
+        # The topic head sees the frames only through their mean over real frames; the text is
+        # the manual transcript's, as in the paper's stage 1 (an oracle input, so this stage's
         # topic metrics are a diagnostic; the system's are stage 2's, on its own ASR text).
         audio = self.modules.audio_pool(encoded, lens)
         out.update(self.classify(torch.cat([audio, self.text_embedding(batch)], dim=-1)))

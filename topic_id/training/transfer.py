@@ -2,7 +2,8 @@
 
 The published two-stage systems (emb transfer, multi-task) inherited weights by re-using stage 1's
 output folder, so stage 2 also resumed stage 1's optimizer, scheduler and epoch counter, could train
-zero epochs and could report a stage-1 checkpoint as its best (original_recipes.md §2.10, B6). Here a
+zero epochs and could report a stage-1 checkpoint as its best (docs/published_recipes.md, 'Stage transfer
+through a shared output folder'). Here a
 later stage has its own output folder and its own optimizer, scheduler and counter; only the named
 modules are copied, from the earlier stage's best checkpoint, and only when the later stage starts
 fresh (a restarted stage resumes from its own checkpoints instead).
@@ -64,7 +65,7 @@ def source_checkpoint(run_dir, modules, names, metric, labels_file=None):
     if labels_file is not None:
         theirs = Path(run_dir) / "topics.txt"
         if theirs.is_file() and theirs.read_text() != Path(labels_file).read_text():
-            raise TransferError(f"label order of {theirs} differs from {labels_file} (B8)")
+            raise TransferError(f"label order of {theirs} differs from {labels_file}: the classifier rows would mean other topics")
     for name in names:
         if name not in modules:
             raise TransferError(f"this stage has no module {name!r} to initialise")
@@ -105,7 +106,7 @@ def init_from(run_dir, modules, names, metric, labels_file=None):
         ``ckpt_select``.
     labels_file : str or Path, optional
         This stage's ``topics.txt``; when given, the earlier stage's copy must list the same labels
-        in the same order, or transferred classifier rows would be silently permuted (B8).
+        in the same order, or transferred classifier rows would be silently permuted.
 
     Returns
     -------
