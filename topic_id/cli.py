@@ -2,8 +2,9 @@
 
 Subcommands:
 
-- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR] [--registry CSV]``: Table I, Table II, Fig. 3 and the
-  confusion matrices of a results tree (:mod:`topic_id.reporting.report`); prints Table I in Markdown.
+- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR] [--registry CSV] [--results-md PATH]``:
+  ``RESULTS.md`` (header, Table I/II, claims, run time), Fig. 3 and the confusion matrices of a
+  results tree (:mod:`topic_id.reporting.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
   (any rate, any channels) or transcripts with an exported or trained system
   (:mod:`topic_id.serving.inference`). With ``--out PREDS.csv``, folders and manifests too, in batch,
@@ -16,7 +17,7 @@ Subcommands:
   prints its folder. A model that cannot be fetched exits 2.
 
 Each subcommand is one ``_add_<name>(commands)`` function that registers its parser and sets
-``handler``; ``predict`` and ``export`` (inference, issue 6) and ``bench`` (issue 7) join the same
+``handler``; ``predict`` and ``export`` (inference) and ``bench`` (the benchmarks) join the same
 way in :func:`build_parser`. A command's result goes to stdout, progress to the log on stderr. A
 failure prints one line naming the problem and exits 1, without a traceback (``--verbose`` logs
 it); bad arguments exit 2 (argparse), as do configuration errors (:class:`topic_id.errors.ConfigError`).
@@ -44,7 +45,8 @@ def _report(args):
         raise CommandError(f"{results} is not a folder; give the results tree <out>/results")
     if args.timings and not Path(args.timings).is_file():
         raise CommandError(f"{args.timings} does not exist; give run_table.sh's <out>/logs/steps.csv")
-    table, _ = write_report(results, args.out, corpus=args.corpus, registry=args.registry, timings=args.timings)
+    table, _ = write_report(results, args.out, corpus=args.corpus, registry=args.registry, timings=args.timings,
+                            results_md=args.results_md)
     print(table)
     return 0
 
@@ -53,8 +55,8 @@ def _add_report(commands):
     parser = commands.add_parser(
         "report",
         help="Table I/II, Fig. 3 and confusion matrices of a results tree",
-        description="Read RESULTS_DIR/<system>/<seed>/, write report.md, table1.csv, table2.csv, "
-        "fig3_tsne.png and confusion_<system>.png, and print Table I (Markdown).",
+        description="Read RESULTS_DIR/<system>/<seed>/, write RESULTS.md, report.md, table1.csv, "
+        "table2.csv, claims.csv, fig3_tsne.png and confusion_<system>.png, and print Table I (Markdown).",
     )
     parser.add_argument("results_dir", metavar="RESULTS_DIR",
                         help="the results tree, e.g. demo_out/results")
@@ -67,7 +69,11 @@ def _add_report(commands):
                         help="the registry the runs were made with (default: RESULTS_DIR/systems.csv, "
                         "which run_table.sh writes; else the checkout's recipes/systems.csv)")
     parser.add_argument("--timings", metavar="CSV", default=None,
-                        help="run_table.sh's <out>/logs/steps.csv: each step's wall time in report.md")
+                        help="run_table.sh's <out>/logs/steps.csv: each step's wall time in report.md "
+                        "and RESULTS.md")
+    parser.add_argument("--results-md", metavar="PATH", default=None,
+                        help="write RESULTS.md to PATH instead of the report folder, e.g. "
+                        "results/demo/RESULTS.md of the checkout")
     parser.set_defaults(handler=_report)
 
 

@@ -123,6 +123,17 @@ def _value(metrics, key):
     return 100.0 * value if what in ("f1", "uar") else float(value)
 
 
+def seed_values(runs, key):
+    """``{seed: value}`` of one Table I key (:data:`TOPIC_KEYS`, :data:`ASR_KEYS`) over a row's runs.
+
+    Example
+    -------
+    >>> seed_values({"1": {"test": {"micro_f1": 0.5}}, "2": {"test": {}}}, "f1_test")
+    {'1': 50.0, '2': None}
+    """
+    return {seed: _value(runs[seed], key) for seed in sorted(runs, key=seed_key)}
+
+
 def read_published(path):
     """Rows of a published-numbers CSV (``data/paper_table*.csv``) as dicts of strings."""
     with open(path, encoding="utf-8", newline="") as f:
