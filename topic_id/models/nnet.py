@@ -1,9 +1,8 @@
 """The few neural modules SpeechBrain lacks: pooling that ignores padding, and classifier heads.
 
 The published recipes pooled with ``torch.mean(x, dim=1)`` over zero-padded batches, so an
-utterance's embedding depended on the longest utterance in its batch (see docs/published_recipes.md, 'Pooling over
-padding').
-Every pooling here takes SpeechBrain's relative lengths and uses real frames only.
+utterance's embedding depended on the longest utterance in its batch (docs/published_recipes.md,
+'Pooling over padding'). Every pooling here takes SpeechBrain's relative lengths and uses real frames only.
 SpeechBrain's own ``StatisticsPooling`` loops over the batch and adds Gaussian noise to the mean even
 at evaluation time, which would make predictions non-deterministic, hence :class:`StatsPool`.
 """

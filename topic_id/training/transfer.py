@@ -65,7 +65,8 @@ def source_checkpoint(run_dir, modules, names, metric, labels_file=None):
     if labels_file is not None:
         theirs = Path(run_dir) / "topics.txt"
         if theirs.is_file() and theirs.read_text() != Path(labels_file).read_text():
-            raise TransferError(f"label order of {theirs} differs from {labels_file}: the classifier rows would mean other topics")
+            raise TransferError(f"label order of {theirs} differs from {labels_file}: "
+                                 "the transferred classifier rows would mean other topics")
     for name in names:
         if name not in modules:
             raise TransferError(f"this stage has no module {name!r} to initialise")
