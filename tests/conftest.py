@@ -6,6 +6,7 @@ with random weights built in the test's folder (topic_id/standins).
 
 import importlib.util
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +23,50 @@ def _load_trainer():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def slurm_missing():
+    """Why the one-node SLURM of tools/local_slurm.sh cannot take jobs here, or None when it can."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "no SLURM client commands (bash tools/local_slurm.sh starts a one-node cluster, as root)"
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    if state.returncode != 0 or not {"idle", "mixed", "allocated"} & set(state.stdout.split()):
+        return f"no SLURM node is up (sinfo: {state.stdout.strip() or state.stderr.strip()})"
+    return None
+
+
+def cuda_missing():
+    """Why no test can run on CUDA here, or None when a device is visible."""
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA device is visible"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``slurm`` and ``gpu`` tests, with the reason, where what they need is absent."""
+    checks = {"slurm": slurm_missing, "gpu": cuda_missing}
+    reasons = {}
+    for item in items:
+        for marker, missing in checks.items():
+            if item.get_closest_marker(marker) is None:
+                continue
+            if marker not in reasons:
+                reasons[marker] = missing()
+            if reasons[marker] is not None:
+                item.add_marker(pytest.mark.skip(reason=reasons[marker]))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    the recurrent layers' many small ops run several times faster so on a busy 2-core machine
+    (threads spin-waiting for each other), and results do not change."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

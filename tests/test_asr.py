@@ -9,9 +9,9 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from data_prep.manifest import write_csv
-from topic_id.training import asr
-from topic_id.training.asr import filter_repetitions
+from data_prep.manifest import read_manifest, write_csv
+from topic_id.training import transcription
+from topic_id.training.asr_tokenizer import filter_repetitions
 from conftest import ROOT
 
 FULL_SIZE_PARAMS = 25_000_298
@@ -71,6 +71,7 @@ def asr_run(tiny_corpus, tmp_path_factory, train):
     return train("hparams/asr.yaml", tiny_corpus, tmp_path_factory.mktemp("asr") / "run")
 
 
+@pytest.mark.training
 def test_run_writes_metrics_hypotheses_and_tokenizer(asr_run, tiny_corpus):
     result = json.loads((asr_run / "metrics.json").read_text())
     for split in ("dev", "test"):
@@ -106,12 +107,13 @@ def _fake_decode(calls, fail_after=None):
     return decode
 
 
+@pytest.mark.training
 def test_transcribe_fills_every_row_and_is_idempotent(asr_run, corpus_copy, monkeypatch):
     calls = []
-    monkeypatch.setattr(asr, "decode", _fake_decode(calls))
-    monkeypatch.setattr(asr, "_run_hyps", lambda *args: None)  # reuse: the next test
+    monkeypatch.setattr(transcription, "decode", _fake_decode(calls))
+    monkeypatch.setattr(transcription, "_run_hyps", lambda *args: None)  # reuse: the next test
     before = {split: _rows(corpus_copy / f"{split}.csv") for split in ("train", "dev", "test")}
-    done = asr.transcribe(asr_run, corpus_copy, batch_size=16)
+    done = transcription.transcribe(asr_run, corpus_copy, batch_size=16)
     assert done == {"train.csv": "decoded", "dev.csv": "decoded", "test.csv": "decoded"}
     for split, old in before.items():
         new = _rows(corpus_copy / f"{split}.csv")
@@ -127,18 +129,19 @@ def test_transcribe_fills_every_row_and_is_idempotent(asr_run, corpus_copy, monk
     assert not [p for p in os.listdir(corpus_copy) if p.startswith(".")]  # no temporary left
 
     filled, n_calls = _snapshot(corpus_copy), len(calls)
-    assert set(asr.transcribe(asr_run, corpus_copy).values()) == {"skipped"}
+    assert set(transcription.transcribe(asr_run, corpus_copy).values()) == {"skipped"}
     assert _snapshot(corpus_copy) == filled and len(calls) == n_calls
-    assert set(asr.transcribe(asr_run, corpus_copy, force=True).values()) == {"decoded"}
+    assert set(transcription.transcribe(asr_run, corpus_copy, force=True).values()) == {"decoded"}
     assert len(calls) > n_calls
 
 
+@pytest.mark.training
 def test_transcribe_takes_the_runs_own_dev_test_hypotheses(asr_run, corpus_copy, monkeypatch):
     """dev/test the run decoded at evaluation are not decoded again; other audio or another
     checkpoint is."""
     calls = []
-    monkeypatch.setattr(asr, "decode", _fake_decode(calls))
-    assert asr.transcribe(asr_run, corpus_copy) == {
+    monkeypatch.setattr(transcription, "decode", _fake_decode(calls))
+    assert transcription.transcribe(asr_run, corpus_copy) == {
         "train.csv": "decoded", "dev.csv": "reused", "test.csv": "reused"}
     assert sum(calls) == len(_rows(corpus_copy / "train.csv"))
     for split in ("dev", "test"):
@@ -148,31 +151,33 @@ def test_transcribe_takes_the_runs_own_dev_test_hypotheses(asr_run, corpus_copy,
     rows = _rows(corpus_copy / "dev.csv")
     rows[0]["wav"], rows[1]["wav"] = rows[1]["wav"], rows[0]["wav"]
     write_csv(corpus_copy / "dev.csv", list(rows[0]), rows)
-    assert asr.transcribe(asr_run, corpus_copy, force=True)["dev.csv"] == "decoded"
+    assert transcription.transcribe(asr_run, corpus_copy, force=True)["dev.csv"] == "decoded"
     # Hypotheses of another checkpoint: decoded.
     record = json.loads((asr_run / "hyps.json").read_text())
-    ckpt = asr.load_asr(asr_run)[1]
+    ckpt = transcription.load_asr(asr_run)[1]
     assert record["checkpoint"] == str(ckpt.resolve())
-    assert asr._run_hyps(asr_run, ckpt.parent, "test", _rows(corpus_copy / "test.csv"), corpus_copy) is None
+    assert transcription._run_hyps(asr_run, ckpt.parent, "test", read_manifest(corpus_copy / "test.csv")) is None
 
 
+@pytest.mark.training
 def test_transcribe_interrupted_keeps_manifests_whole(asr_run, corpus_copy, monkeypatch):
     original = _snapshot(corpus_copy)
     n_train = len(_rows(corpus_copy / "train.csv"))
-    monkeypatch.setattr(asr, "_run_hyps", lambda *args: None)
+    monkeypatch.setattr(transcription, "_run_hyps", lambda *args: None)
     # Interrupted in the first batch of dev.csv, after train.csv was written.
-    monkeypatch.setattr(asr, "decode", _fake_decode([], fail_after=n_train))
+    monkeypatch.setattr(transcription, "decode", _fake_decode([], fail_after=n_train))
     with pytest.raises(KeyboardInterrupt):
-        asr.transcribe(asr_run, corpus_copy, batch_size=1)
+        transcription.transcribe(asr_run, corpus_copy, batch_size=1)
     now = _snapshot(corpus_copy)
     assert now["train.csv"] != original["train.csv"]
     assert now["dev.csv"] == original["dev.csv"] and now["test.csv"] == original["test.csv"]
     assert not [p for p in os.listdir(corpus_copy) if p.startswith(".")]
-    monkeypatch.setattr(asr, "decode", _fake_decode([]))
-    assert asr.transcribe(asr_run, corpus_copy) == {
+    monkeypatch.setattr(transcription, "decode", _fake_decode([]))
+    assert transcription.transcribe(asr_run, corpus_copy) == {
         "train.csv": "skipped", "dev.csv": "decoded", "test.csv": "decoded"}
 
 
+@pytest.mark.training
 def test_transcribe_command_line(asr_run, corpus_copy):
     """Real beam search through the command line, on the first rows of each manifest."""
     import subprocess
@@ -198,6 +203,7 @@ def test_transcribe_command_line(asr_run, corpus_copy):
     assert bad.returncode != 0 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.training
 def test_dev_decoding_every_nth_epoch_and_at_the_last(train, tiny_corpus, tmp_path):
     """valid_search_interval: epochs without dev decoding log no WER and are not selected by WER."""
     run = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", "--number_of_epochs=3",

@@ -16,7 +16,8 @@ from data_prep.manifest import read_manifest
 from topic_id import cli
 from topic_id.serving import batch_predict
 from topic_id.serving.export import export_run
-from single_thread import one_thread  # noqa: F401 (autouse)
+
+pytestmark = [pytest.mark.training, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,7 @@ def test_batching_section(tiny_corpus, tmp_path):
     assert rows[2].met  # the simulated LP-like durations: padding ≤ 10 % at the paper profile
 
 
-@pytest.mark.slow  # 11 s (the long-recording rows); the suite must stay under its 10 minutes
+@pytest.mark.training
 def test_inference_section(tiny_corpus, tmp_path):
     rows = cpu.inference_rtf(tiny_corpus, tmp_path, 2, paper_sizes=False, long_seconds=20.0)
     audio = [name for name, _, reads_text in cpu.PREDICT_SYSTEMS if not reads_text]

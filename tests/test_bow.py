@@ -68,6 +68,7 @@ def test_fails_on_shuffled_labels():
     assert test_accuracy(shuffled) < 0.35
 
 
+@pytest.mark.training
 def test_manual_text_row_writes_every_output(tiny_corpus, registry_runs):
     run_dir, _ = registry_runs("bow_man")
     text_dir, _ = registry_runs("text_man")
@@ -79,7 +80,7 @@ def test_manual_text_row_writes_every_output(tiny_corpus, registry_runs):
     assert result["train"]["micro_f1"] >= 0.9
     assert result["text_encoder"].startswith("bag of words (scikit-learn counts")
     assert result["audio_encoder"] is None and result["params"] % (result["vocabulary"] + 1) == 0
-    for name in ("hyperparams.yaml", "run.json", "log.txt", "env.log", "topics.txt", "confusion.png",
+    for name in ("hyperparams.yaml", "run.json", "log.txt", "topics.txt", "confusion.png",
                  "predictions_dev.csv"):
         assert (run_dir / name).is_file(), name
     with open(run_dir / "predictions.csv", newline="") as f:
@@ -91,6 +92,7 @@ def test_manual_text_row_writes_every_output(tiny_corpus, registry_runs):
     assert "micro-F1" in (run_dir / "log.txt").read_text()
 
 
+@pytest.mark.training
 def test_seeds_agree_and_training_rows_without_text_are_left_out(tiny_corpus, train, tmp_path):
     args = BOW["bow_man"]["overrides"]
     first = train("hparams/bow.yaml", tiny_corpus, tmp_path / "1", *args, "--seed=1")
@@ -104,12 +106,14 @@ def test_seeds_agree_and_training_rows_without_text_are_left_out(tiny_corpus, tr
     assert "have no text in 'words' and are left out" in (other / "log.txt").read_text()
 
 
+@pytest.mark.training
 def test_asr_text_without_transcription_is_a_clear_error(tiny_corpus, train, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         train("hparams/bow.yaml", tiny_corpus, tmp_path / "run", *BOW["bow_asr"]["overrides"])
     assert stop.value.code == 2 and "run recipes/transcribe.py first" in capsys.readouterr().err
 
 
+@pytest.mark.training
 def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path, capsys):
     root = tmp_path / "results"
     for name in ("bow_man", "text_man"):

@@ -32,7 +32,8 @@ from topic_id.serving.export import export_run
 from topic_id.serving.inference import TopicIdentifier
 from topic_id.models.nnet import MeanPool, ProjectedPool, StatsPool
 from conftest import ROOT
-from single_thread import one_thread  # noqa: F401 (autouse)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SYSTEMS = {"tdnn": "hparams/audio_tdnn.yaml", "crdnn": "hparams/audio_crdnn.yaml",
            "wav2vec2": "hparams/audio_wav2vec2.yaml"}
@@ -69,6 +70,7 @@ def _embedding(model, wav, chunk_seconds, lens=None):
         model.chunk_seconds = 30.0
 
 
+@pytest.mark.training
 def test_exports_carry_chunk_seconds(exports, models):
     info = json.loads((exports["crdnn"] / "export.json").read_text())
     assert info["chunk_seconds"] == 30.0
@@ -78,6 +80,7 @@ def test_exports_carry_chunk_seconds(exports, models):
         LongInput(16000, chunk_seconds=-1)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_recordings_that_fit_take_the_one_pass_path_unchanged(system, models, minute):
     model = models[system]
@@ -92,6 +95,7 @@ def test_recordings_that_fit_take_the_one_pass_path_unchanged(system, models, mi
     assert torch.equal(posteriors, expected)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_chunked_embedding_is_close_to_one_pass(system, models, minute):
     model = models[system]
@@ -113,6 +117,7 @@ class _CountingPool(nn.Module):
         return x.mean(dim=1)
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_every_one_pass_frame_is_pooled_once(system, models, minute):
     model = models[system]
@@ -130,6 +135,7 @@ def test_every_one_pass_frame_is_pooled_once(system, models, minute):
     assert frame_stride(model.brain.modules.audio_encoder) == {"tdnn": 1, "crdnn": 4, "wav2vec2": 320}[system]
 
 
+@pytest.mark.training
 def test_a_batch_mixing_short_and_long_recordings(models, minute):
     model = models["crdnn"]
     short = minute[: 3 * 16000]
@@ -156,7 +162,7 @@ def test_pool_accumulator_projected_and_unknown_pools():
                                rtol=1e-3, atol=0)
 
 
-@pytest.mark.slow  # 25 s for the three systems; the suite must stay under its 10 minutes
+@pytest.mark.training
 @pytest.mark.parametrize("system", sorted(SYSTEMS))
 def test_ten_minutes_in_bounded_memory(system, exports):
     done = subprocess.run([sys.executable, "-m", "benchmarks.long_input", str(exports[system]), "60", "600"],

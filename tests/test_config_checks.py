@@ -52,6 +52,7 @@ def test_untranscribed_subset_of_a_corpus_without_it(corpus_copy, train, capsys,
     assert "no training row" in message and "has subset 'untranscribed'" in message
 
 
+@pytest.mark.training
 def test_init_from_with_another_label_order(tiny_corpus, corpus_copy, train, capsys, tmp_path):
     stage_a = train("hparams/audio_crdnn.yaml", tiny_corpus, tmp_path / "a", "--number_of_epochs=1")
     topics = corpus_copy / "topics.txt"
@@ -61,6 +62,7 @@ def test_init_from_with_another_label_order(tiny_corpus, corpus_copy, train, cap
     assert "label order" in message
 
 
+@pytest.mark.training
 def test_speechbrain_override_forms_train(tiny_corpus, train, tmp_path):
     """``!name:`` overrides (SpeechBrain's syntax) reach the model; ``--profile X`` is the space form."""
     run = train("hparams/audio_tdnn.yaml", tiny_corpus, tmp_path / "run", "--number_of_epochs=1",

@@ -119,6 +119,7 @@ def test_in_memory_dataset_serves_the_same_items_once_computed():
     assert sorted(i for b in sampler for i in b) == list(range(5))
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("hparams", ["hparams/text.yaml", "hparams/audio_tdnn.yaml"])
 def test_a_system_trains_the_same_from_memory(hparams, train, tiny_corpus, tmp_path):
     runs = [train(hparams, tiny_corpus, tmp_path / flag, f"--keep_in_memory={flag}", "--number_of_epochs=2")

@@ -20,6 +20,8 @@ import torch
 from conftest import ROOT
 from data_prep.manifest import read_manifest
 
+pytestmark = pytest.mark.training
+
 
 def _free_port():
     with socket.socket() as sock:
@@ -65,7 +67,6 @@ def _torchrun(hparams, data_folder, output_folder):
     return Path(output_folder)
 
 
-@pytest.mark.slow  # 10 s; the suite must stay under its 10 minutes
 def test_two_processes_share_the_epoch_and_save_what_one_process_saves(tiny_corpus, tmp_path, train):
     one = train("hparams/text.yaml", tiny_corpus, tmp_path / "one")
     two = _torchrun("hparams/text.yaml", tiny_corpus, tmp_path / "two")
@@ -86,7 +87,6 @@ def test_two_processes_share_the_epoch_and_save_what_one_process_saves(tiny_corp
 
 
 
-@pytest.mark.slow  # 13 s; the suite must stay under its 10 minutes
 def test_asr_keeps_training_under_ddp_once_ctc_stops(tiny_corpus, tmp_path):
     # This test found a deadlock in about one run in eight (fixed in topic_id/training/checkpoints.py: the
     # processes now wait for the main one to mark a checkpoint complete before listing them).

@@ -96,6 +96,7 @@ def test_profiles_that_warm_start_stage_one_give_it_the_asr_sizes(profile):
         assert {k: stage1.get(k) for k in ASR_MODULES} == {k: asr.get(k) for k in ASR_MODULES}
 
 
+@pytest.mark.training
 def test_stage_one_warm_starts_from_the_asr_row(registry_runs, train, tmp_path, capsys):
     asr_run, corpus = registry_runs("asr")
     best = Checkpointer(asr_run / "save").find_checkpoint(min_key="wer")
@@ -152,6 +153,7 @@ def test_text_blstm_ignores_padding():
     assert blstm(padded, lengths).shape == (3, 4)
 
 
+@pytest.mark.training
 def test_stage_one_reports_topic_and_asr_metrics(registry_runs):
     run_dir, _ = registry_runs("multitask_s1")
     result = json.loads((run_dir / "metrics.json").read_text())
@@ -162,6 +164,7 @@ def test_stage_one_reports_topic_and_asr_metrics(registry_runs):
     assert (run_dir / "tokenizer").is_dir()
 
 
+@pytest.mark.training
 def test_stage_two_reads_stage_one_own_asr(registry_runs):
     stage1, _ = registry_runs("multitask_s1")
     _, corpus = registry_runs("multitask")
@@ -179,6 +182,7 @@ def test_stage_two_reads_stage_one_own_asr(registry_runs):
     assert sum(ours[i] == hyps[i] for i in hyps) >= 0.9 * len(hyps)
 
 
+@pytest.mark.training
 def test_stage_two_starts_from_stage_one_best_checkpoint(registry_runs, train, tmp_path):
     stage1, _ = registry_runs("multitask_s1")
     _, corpus = registry_runs("multitask")
@@ -199,6 +203,7 @@ def test_stage_two_starts_from_stage_one_best_checkpoint(registry_runs, train, t
     assert (run / "train_log.txt").read_text().startswith("epoch: 1,")
 
 
+@pytest.mark.training
 def test_stage_two_never_reads_manual_transcripts(registry_runs, train, tmp_path):
     reference, corpus = registry_runs("multitask")
     stage1, _ = registry_runs("multitask_s1")
@@ -223,6 +228,7 @@ def test_stage_two_never_reads_manual_transcripts(registry_runs, train, tmp_path
         assert (run / name).read_text() == (reference / name).read_text()
 
 
+@pytest.mark.training
 def test_asr_test_text_row_evaluates_the_audio_text_model(registry_runs):
     """audio+text (ASR test text) trains nothing: it is audio+text's best model fed ``asr_words``."""
     source, _ = registry_runs("audio_text")
@@ -238,6 +244,7 @@ def test_asr_test_text_row_evaluates_the_audio_text_model(registry_runs):
     assert any(row["asr_words"] for row in read_manifest(corpus / "test.csv"))
 
 
+@pytest.mark.training
 def test_evaluation_only_row_refuses_untransferred_modules(registry_runs, train, tmp_path, capsys):
     """number_of_epochs=0 with a module left out of init_modules would evaluate random weights."""
     source, corpus = registry_runs("audio_text")

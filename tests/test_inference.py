@@ -24,7 +24,8 @@ from topic_id.training.dataio import load_audio
 from topic_id.serving.export import export_run
 from topic_id.serving.inference import TopicIdentifier
 from conftest import ROOT
-from single_thread import one_thread  # noqa: F401 (autouse)
+
+pytestmark = [pytest.mark.training, pytest.mark.usefixtures("one_thread")]
 
 AUDIO_YAML = next(p for p in ("hparams/audio_crdnn.yaml", "hparams/audio_tdnn.yaml") if (ROOT / p).is_file())
 AUDIO_NAME = Path(AUDIO_YAML).name

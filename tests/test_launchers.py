@@ -6,7 +6,6 @@ The real cluster test runs the table on the one-node SLURM that ``tools/local_sl
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -162,18 +161,6 @@ def test_slurm_dry_run_prints_jobs_with_their_dependencies(tmp_path, capsys):
     assert "--gres" not in prepare and "--dependency" not in prepare
 
 
-def _slurm_up():
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return "no SLURM client commands (bash tools/local_slurm.sh starts a one-node cluster, as root)"
-    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
-    if state.returncode != 0 or not {"idle", "mixed", "allocated"} & set(state.stdout.split()):
-        return f"no SLURM node is up (sinfo: {state.stdout.strip() or state.stderr.strip()})"
-    return None
-
-
-SLURM_SKIP = _slurm_up()
-
-
 def _table(out, *extra):
     return subprocess.run(["bash", "recipes/run_table.sh", "--corpus", "demo", "--size", "tiny", "--profile", "tiny",
                            "--device", "cpu", "--out", str(out), *extra],
@@ -184,7 +171,8 @@ def _report(out):
     return (out / "results" / "report" / "table1.csv").read_text().replace(str(out.resolve()), "OUT")
 
 
-@pytest.mark.skipif(SLURM_SKIP is not None, reason=str(SLURM_SKIP))
+@pytest.mark.slurm
+@pytest.mark.training
 @pytest.mark.parametrize("systems", [
     "text_man",
     pytest.param(None, marks=pytest.mark.slow),  # the whole tiny table: about 10 min on 2 cores

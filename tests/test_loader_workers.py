@@ -82,6 +82,7 @@ CASES = {
 }
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("case", CASES)
 def test_workers_train_the_same_run(case, tiny_corpus, tmp_path, train, loader_workers):
     hparams, args = CASES[case]

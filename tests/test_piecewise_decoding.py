@@ -1,5 +1,5 @@
 """Long-form transcription: segmentation at pauses (topic_id/models/piecewise_decoding.py) and
-decoding of recordings longer than the ASR was trained on (topic_id.training.asr.decode).
+decoding of recordings longer than the ASR was trained on (topic_id.training.transcription.decode).
 
 Segmentation is tested on synthetic tone bursts; decoding on a ~2-minute recording joined from
 utterances of one topic of the tiny corpus, with the real tiny ASR (which stops early on it when
@@ -17,14 +17,16 @@ import torch
 from speechbrain.utils.edit_distance import alignment, op_table
 
 from data_prep.manifest import read_manifest
-from topic_id.training import asr
-from topic_id.training.dataio import load_audio
+from topic_id.models import piecewise_decoding
 from topic_id.models.piecewise_decoding import fixed_windows, join_hypotheses, segment
+from topic_id.training import asr, transcription
+from topic_id.training.dataio import load_audio
 from conftest import ROOT
-# One intra-op thread for this module (autouse): the tiny ASR decodes 2 minutes of audio several
-# times faster so on a busy 2-core machine, and its beam search, on an untrained model, gives the
-# same hypotheses from one call to the next.
-from single_thread import one_thread  # noqa: F401
+
+# One intra-op thread for this module: the tiny ASR decodes 2 minutes of audio several times faster
+# so on a busy 2-core machine, and its beam search, on an untrained model, gives the same
+# hypotheses from one call to the next.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 RATE = 16000
 PAUSE = 0.5  # seconds between the joined utterances
@@ -138,7 +140,7 @@ def asr_run(registry_runs):
 
 @pytest.fixture(scope="module")
 def loaded(asr_run):
-    return asr.load_asr(asr_run)[0]
+    return transcription.load_asr(asr_run)[0]
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +169,7 @@ def _one_by_one(hparams, wavs):
     hyps = [None] * len(wavs)
     for start in range(0, len(order), 8):
         chunk = order[start : start + 8]
-        for i, hyp in zip(chunk, asr.decode(hparams, [wavs[i] for i in chunk])):
+        for i, hyp in zip(chunk, transcription.decode(hparams, [wavs[i] for i in chunk])):
             hyps[i] = hyp
     return " ".join(hyps)
 
@@ -178,25 +180,28 @@ def _kept(reference, hypothesis):
     return sum(op == "=" for op, _, _ in alignment(op_table(ref, hyp))) / len(ref)
 
 
+@pytest.mark.training
 def test_the_limit_is_a_little_over_the_usual_training_duration(asr_run, loaded, tiny_corpus, caplog):
     transcribed = [float(r["duration"]) for r in read_manifest(tiny_corpus / "train.csv")
                    if r["subset"] == "transcribed"]
-    usual = np.quantile(transcribed, asr.SEGMENT_QUANTILE)
-    assert loaded["max_segment_seconds"] == round(asr.SEGMENT_HEADROOM * usual, 1)
+    usual = np.quantile(transcribed, piecewise_decoding.SEGMENT_QUANTILE)
+    assert loaded["max_segment_seconds"] == round(piecewise_decoding.SEGMENT_HEADROOM * usual, 1)
     # Every recording of the built-in corpus is within it: decoded whole, as before.
     durations = [float(r["duration"]) for s in ("train", "dev", "test") for r in read_manifest(tiny_corpus / f"{s}.csv")]
     assert max(durations) <= loaded["max_segment_seconds"]
-    assert asr.load_asr(asr_run, max_segment_seconds=7.5)[0]["max_segment_seconds"] == 7.5
-    assert asr.segment_limit({"train_csv": str(tiny_corpus / "gone.csv")}, "run X") == asr.DEFAULT_MAX_SEGMENT_SECONDS
+    assert transcription.load_asr(asr_run, max_segment_seconds=7.5)[0]["max_segment_seconds"] == 7.5
+    assert piecewise_decoding.segment_limit({"train_csv": str(tiny_corpus / "gone.csv")}, "run X") == piecewise_decoding.DEFAULT_MAX_SEGMENT_SECONDS
     assert "run X" in caplog.text and "gone.csv" in caplog.text
 
 
+@pytest.mark.training
 def test_within_the_limit_decoding_is_unchanged(loaded, long_recording):
     _, wavs, _, _ = long_recording
     batch = wavs[:5]
-    assert asr.decode(loaded, batch) == asr._decode_batch(loaded, batch, "cpu")
+    assert transcription.decode(loaded, batch) == transcription._decode_batch(loaded, batch, "cpu")
 
 
+@pytest.mark.training
 def test_a_two_minute_recording_keeps_the_words_of_its_utterances(loaded, long_recording):
     """Long-form decoding on the tiny ASR: long-form decoding of the recording gives
     as many words as its utterances one by one (the tiny ASR decodes each into one made-up word, so
@@ -208,9 +213,9 @@ def test_a_two_minute_recording_keeps_the_words_of_its_utterances(loaded, long_r
     one_by_one = _one_by_one(loaded, wavs)
     alone = time.perf_counter() - start
     start = time.perf_counter()
-    longform = asr.decode(loaded, [recording])[0]
+    longform = transcription.decode(loaded, [recording])[0]
     took = time.perf_counter() - start
-    whole = asr.decode(loaded, [recording], max_segment_seconds=1e9)[0]
+    whole = transcription.decode(loaded, [recording], max_segment_seconds=1e9)[0]
     assert len(longform.split()) >= 0.8 * len(one_by_one.split())
     assert len(whole.split()) < 0.2 * len(one_by_one.split())
     assert took < 2 * alone + 10
@@ -241,6 +246,7 @@ def _oracle(recording, picked, spans, trained_seconds):
     return decode_batch
 
 
+@pytest.mark.training
 def test_long_form_keeps_the_words_a_decoder_gets_one_by_one(loaded, long_recording, monkeypatch):
     """Words, counted by alignment, with a decoder that is right on what it can decode: pieces cut
     in the pauses keep every word, the recording decoded whole only its first seconds."""
@@ -249,10 +255,11 @@ def test_long_form_keeps_the_words_a_decoder_gets_one_by_one(loaded, long_record
     monkeypatch.setattr(asr, "_decode_batch", _oracle(recording, picked, spans, limit))
     one_by_one = _one_by_one(loaded, [recording[s:e] for s, e in spans])
     assert one_by_one == " ".join(r["words"] for r in picked)
-    assert _kept(one_by_one, asr.decode(loaded, [recording])[0]) >= 0.8
-    assert _kept(one_by_one, asr.decode(loaded, [recording], max_segment_seconds=1e9)[0]) < 0.2
+    assert _kept(one_by_one, transcription.decode(loaded, [recording])[0]) >= 0.8
+    assert _kept(one_by_one, transcription.decode(loaded, [recording], max_segment_seconds=1e9)[0]) < 0.2
 
 
+@pytest.mark.training
 def test_pieces_of_a_batch_are_decoded_together_sorted_by_length(loaded, long_recording, monkeypatch):
     recording, wavs, _, _ = long_recording
     batches = []
@@ -263,7 +270,7 @@ def test_pieces_of_a_batch_are_decoded_together_sorted_by_length(loaded, long_re
 
     monkeypatch.setattr(asr, "_decode_batch", fake)
     short = wavs[0]
-    out = asr.decode(loaded, [recording[: 30 * RATE], short, recording[30 * RATE : 70 * RATE]], batch_size=4)
+    out = transcription.decode(loaded, [recording[: 30 * RATE], short, recording[30 * RATE : 70 * RATE]], batch_size=4)
     lengths = [n for b in batches for n in b]
     assert lengths == sorted(lengths) and all(len(b) <= 4 for b in batches)
     assert out[1] == str(len(short))  # a short recording of a long-form batch: one piece, whole
@@ -271,6 +278,7 @@ def test_pieces_of_a_batch_are_decoded_together_sorted_by_length(loaded, long_re
     assert out[0] == " ".join(str(e - s) for s, e in pieces)
 
 
+@pytest.mark.training
 def test_transcribe_command_takes_a_segment_limit(asr_run, corpus_copy, monkeypatch):
     calls = []
 
@@ -280,13 +288,13 @@ def test_transcribe_command_takes_a_segment_limit(asr_run, corpus_copy, monkeypa
 
     monkeypatch.setattr(asr, "decode", fake)
     # Dev and test hold recordings longer than 3 s: the run's own (whole) hypotheses are not taken.
-    done = asr.transcribe(asr_run, corpus_copy, max_segment_seconds=3.0)
+    done = transcription.transcribe(asr_run, corpus_copy, max_segment_seconds=3.0)
     assert done == {"train.csv": "decoded", "dev.csv": "decoded", "test.csv": "decoded"}
     assert set(calls) == {3.0}
     assert json.loads((corpus_copy / "asr_words.json").read_text())["test.csv"]["max_segment_seconds"] == 3.0
     # Another limit is other text: decoded again.
-    assert set(asr.transcribe(asr_run, corpus_copy, max_segment_seconds=3.0).values()) == {"skipped"}
-    assert set(asr.transcribe(asr_run, corpus_copy).values()) == {"decoded", "reused"}
+    assert set(transcription.transcribe(asr_run, corpus_copy, max_segment_seconds=3.0).values()) == {"skipped"}
+    assert set(transcription.transcribe(asr_run, corpus_copy).values()) == {"decoded", "reused"}
     bad = subprocess.run([sys.executable, str(ROOT / "recipes" / "transcribe.py"), "--asr", str(asr_run),
                           "--manifests", str(corpus_copy), "--max-segment-seconds", "0"],
                          capture_output=True, text=True)
@@ -294,6 +302,7 @@ def test_transcribe_command_takes_a_segment_limit(asr_run, corpus_copy, monkeypa
     assert bad.stderr.strip().splitlines()[-1].endswith("expected a positive number of seconds, got '0'")
 
 
+@pytest.mark.training
 def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, loaded, long_recording,
                                                                      tiny_corpus, train, tmp_path):
     import soundfile
@@ -309,10 +318,10 @@ def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, lo
     model = TopicIdentifier.from_hparams(source=str(export), run_opts={"device": "cpu"})
     assert model.asr["max_segment_seconds"] == limit
     recording = long_recording[0]
-    expected = asr.decode(loaded, [recording])[0]
+    expected = transcription.decode(loaded, [recording])[0]
     assert model.transcribe_batch(recording.unsqueeze(0)) == [expected]
     part = recording[: 12 * RATE].unsqueeze(0)
-    assert model.transcribe_batch(part, max_segment_seconds=3.0) == asr.decode(
+    assert model.transcribe_batch(part, max_segment_seconds=3.0) == transcription.decode(
         loaded, [part[0]], max_segment_seconds=3.0)
     soundfile.write(tmp_path / "long.wav", recording.numpy(), RATE)
     assert predict(export, [str(tmp_path / "long.wav")], device="cpu")[0]["text"] == expected
@@ -320,7 +329,7 @@ def test_an_export_carries_the_limit_to_transcribe_batch_and_predict(asr_run, lo
     text = (export / "hyperparams.yaml").read_text()
     (export / "hyperparams.yaml").write_text(text.replace(f"asr_max_segment_seconds: {limit}", ""))
     old = TopicIdentifier.from_hparams(source=str(export), run_opts={"device": "cpu"})
-    assert old.asr["max_segment_seconds"] == asr.DEFAULT_MAX_SEGMENT_SECONDS
+    assert old.asr["max_segment_seconds"] == piecewise_decoding.DEFAULT_MAX_SEGMENT_SECONDS
 
 
 def test_avoid_if_longer_than_leaves_long_training_rows_out_and_lowers_the_limit(tiny_corpus):
@@ -335,8 +344,8 @@ def test_avoid_if_longer_than_leaves_long_training_rows_out_and_lowers_the_limit
     kept = [dataset.data[i]["duration"] for i in dataset.data_ids]
     assert 0 < len(kept) < len(durations) and max(map(float, kept)) <= cap
     kept = [d for d in durations if d <= cap]
-    assert asr.training_duration(train_csv, "all", cap) == max(kept)
-    assert asr.segment_limit(hparams) == round(asr.SEGMENT_HEADROOM * np.quantile(kept, asr.SEGMENT_QUANTILE), 1)
+    assert piecewise_decoding.training_duration(train_csv, "all", cap) == max(kept)
+    assert piecewise_decoding.segment_limit(hparams) == round(piecewise_decoding.SEGMENT_HEADROOM * np.quantile(kept, piecewise_decoding.SEGMENT_QUANTILE), 1)
 
 
 def test_a_few_long_training_recordings_do_not_raise_the_limit(tmp_path):
@@ -346,18 +355,18 @@ def test_a_few_long_training_recordings_do_not_raise_the_limit(tmp_path):
     durations = [4.0] * 95 + [9.0] * 5
     train_csv.write_text("ID,duration,subset\n" + "".join(f"u{i},{d},transcribed\n" for i, d in enumerate(durations)))
     hparams = {"train_csv": str(train_csv), "train_subset": "transcribed"}
-    assert asr.training_duration(train_csv, "transcribed") == 9.0
-    assert asr.segment_limit(hparams) == round(asr.SEGMENT_HEADROOM * 4.0, 1)
+    assert piecewise_decoding.training_duration(train_csv, "transcribed") == 9.0
+    assert piecewise_decoding.segment_limit(hparams) == round(piecewise_decoding.SEGMENT_HEADROOM * 4.0, 1)
 
 
+@pytest.mark.training
 def test_the_runs_test_hypotheses_are_long_form_beyond_the_limit(loaded, long_recording):
     """ASRBrain's TEST stage decodes as transcribe() does: whole within the limit, else long-form."""
     from types import SimpleNamespace
 
     from speechbrain.utils.data_utils import batch_pad_right
 
-    from topic_id.training.brains import encode_frames
-    from topic_id.models.encoders import frame_lengths
+    from topic_id.models.encoders import encode_frames, frame_lengths
 
     recording, wavs, _, _ = long_recording
     recording = recording[: 20 * RATE]  # beyond the limit: long-form, at a tenth of the decoding
@@ -369,5 +378,5 @@ def test_the_runs_test_hypotheses_are_long_form_beyond_the_limit(loaded, long_re
         encoded, enc_lens = encode_frames(loaded["modules"]["audio_encoder"],
                                           loaded["modules"]["normalize"](feats, frame_lens), frame_lens)
         got = asr.ASRBrain.test_hypotheses(brain, encoded, enc_lens, SimpleNamespace(sig=(padded, lens)))
-        assert got == asr.decode(loaded, signals)
+        assert got == transcription.decode(loaded, signals)
     assert brain._segment_limit == loaded["max_segment_seconds"]

@@ -14,6 +14,8 @@ import pytest
 import speechbrain as sb
 import torch
 
+pytestmark = pytest.mark.training
+
 ROOT = Path(__file__).resolve().parent.parent
 # Every Brain system; a YAML with a ``trainer`` (the bag-of-words baseline) has no torch model.
 YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams").glob("*.yaml")

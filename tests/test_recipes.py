@@ -13,8 +13,10 @@ from data_prep.manifest import read_manifest
 from topic_id.config.registry import load_registry
 from conftest import REGISTRY
 
+pytestmark = pytest.mark.training
+
 ROWS = load_registry(REGISTRY)
-EXPECTED = ("hyperparams.yaml", "log.txt", "env.log", "metrics.json", "topics.txt")
+EXPECTED = ("hyperparams.yaml", "run.json", "log.txt", "metrics.json", "topics.txt")
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r["name"] for r in ROWS])
@@ -23,8 +25,8 @@ def test_row_trains_and_writes_its_outputs(row, registry_runs):
     for name in EXPECTED:
         assert (run_dir / name).is_file(), name
     assert "matplotlib.font_manager" not in (run_dir / "log.txt").read_text()  # no font-search DEBUG
-    env = (run_dir / "env.log").read_text()
-    assert "Python version:" in env and "torch==" in env and "speechbrain==" in env
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["device"] == "cpu" and {"torch", "speechbrain"} <= set(record["packages"])
     result = json.loads((run_dir / "metrics.json").read_text())
     assert set(result) >= {"dev", "test", "params"}
     assert result["params"] > 0

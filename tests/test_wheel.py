@@ -49,6 +49,7 @@ def test_the_wheel_is_what_runs(site, tmp_path):
     assert not (site / "recipes").exists() and not (site / "hparams").exists()
 
 
+@pytest.mark.training
 def test_data_prep_report_export_predict_from_elsewhere(site, tiny_corpus, train, tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
