@@ -1,16 +1,16 @@
 """Any corpus: a metadata CSV or ROOT/<topic>/ folders, with full accounting of the input rows."""
 
 import csv
-import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from helpers import read_prepared
 
 from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
-from data_prep.manifest import PrepError, read_manifest
+from data_prep.manifest import PrepError
 
 FORMATS = ((16000, "WAV", ".wav"), (22050, "FLAC", ".flac"), (44100, "WAV", ".wav"), (8000, "FLAC", ".flac"))
 TOPICS = ("sauna", "kesä", "koira")
@@ -49,17 +49,10 @@ def _write(path, rows, columns=None):
     return path
 
 
-def _load(out):
-    rows = {s: read_manifest(out / f"{s}.csv") for s in ("train", "dev", "test")}
-    with open(out / "dropped.csv", encoding="utf-8") as f:
-        dropped = list(csv.DictReader(f))
-    return rows, dropped, json.loads((out / "summary.json").read_text())
-
-
 def test_drawn_splits_are_speaker_disjoint_and_accounted(tmp_path):
     meta = _write(tmp_path / "meta.csv", _corpus(tmp_path))
     prepare_csv_corpus(meta, tmp_path / "out", dev_fraction=0.2, test_fraction=0.2)
-    rows, dropped, summary = _load(tmp_path / "out")
+    rows, dropped, summary = read_prepared(tmp_path / "out")
     assert sum(map(len, rows.values())) + len(dropped) == 18 == summary["input_rows"]
     speakers = {s: {r["speaker"] for r in rs} for s, rs in rows.items()}
     assert speakers["dev"] and speakers["test"] and not speakers["train"] & (speakers["dev"] | speakers["test"])
@@ -75,7 +68,7 @@ def test_drawn_splits_are_speaker_disjoint_and_accounted(tmp_path):
 def test_durations_are_measured_from_the_files(tmp_path):
     meta = _write(tmp_path / "meta.csv", _corpus(tmp_path, n_speakers=3))
     prepare_csv_corpus(meta, tmp_path / "out", dev_fraction=0.2, test_fraction=0.2)
-    for row in [r for rs in _load(tmp_path / "out")[0].values() for r in rs]:
+    for row in [r for rs in read_prepared(tmp_path / "out")[0].values() for r in rs]:
         assert row["duration"] == pytest.approx(soundfile.info(row["wav"]).duration, abs=1e-3)
 
 
@@ -86,7 +79,7 @@ def test_given_splits_keep_speakers_apart(tmp_path, caplog):
     rows[9]["split"] = "holdout"  # not a split
     meta = _write(tmp_path / "meta.csv", rows)
     prepare_csv_corpus(meta, tmp_path / "out")
-    out, dropped, summary = _load(tmp_path / "out")
+    out, dropped, summary = read_prepared(tmp_path / "out")
     assert summary["accounted"] and summary["given_splits"]
     reasons = {d["source"].split(":")[-1]: d["reason"] for d in dropped}
     assert "speaker 'spk1' is given in dev and in test" in reasons["6"]
@@ -117,7 +110,7 @@ def test_bad_rows_are_dropped_by_name_and_the_rest_kept(tmp_path, caplog):
     (tmp_path / "topics.txt").write_text("sauna\nkesä\nkoira\n")
     with caplog.at_level(logging.WARNING):
         prepare_csv_corpus(meta, tmp_path / "out", topics=tmp_path / "topics.txt")
-    out, dropped, summary = _load(tmp_path / "out")
+    out, dropped, summary = read_prepared(tmp_path / "out")
     assert summary["accounted"] and summary["input_rows"] == len(rows)
     reasons = {int(d["source"].rsplit(":", 1)[-1]): d["reason"] for d in dropped}
     expected = {14: ("missing audio file", "missing.wav", "restore it"), 15: ("empty audio file", "empty.wav"),
@@ -136,7 +129,7 @@ def test_non_utf8_row_is_dropped(tmp_path):
     meta = _write(tmp_path / "meta.csv", _corpus(tmp_path, n_speakers=3))
     meta.write_bytes(meta.read_bytes() + b"audio/spk0/utt9.wav,sauna,spkZ,J\xe4\n")
     prepare_csv_corpus(meta, tmp_path / "out")
-    _, dropped, summary = _load(tmp_path / "out")
+    _, dropped, summary = read_prepared(tmp_path / "out")
     assert summary["accounted"] and summary["input_rows"] == 10
     (bad,) = [d for d in dropped if d["source"] == f"{meta}:11"]
     assert "non-UTF-8" in bad["reason"] and "re-save" in bad["reason"]
@@ -154,8 +147,11 @@ def test_audio_root_and_data_root_paths(tmp_path):
     rows = _corpus(out, n_speakers=3)
     meta = _write(tmp_path / "meta.csv", rows)
     prepare_csv_corpus(meta, out, audio_root=out)
-    wavs = [r["wav"] for rs in _load(out)[0].values() for r in rs]
-    assert wavs and all(w.startswith("$data_root/audio/spk") for w in wavs)
+    written = []  # the manifests' wav column as written, before any reader resolves $data_root
+    for split in ("train", "dev", "test"):
+        with open(out / f"{split}.csv", encoding="utf-8", newline="") as f:
+            written += [r["wav"] for r in csv.DictReader(f)]
+    assert written and all(w.startswith("$data_root/audio/spk") for w in written)
 
 
 def test_no_speakers_warns_and_still_splits(tmp_path, caplog):
@@ -163,7 +159,7 @@ def test_no_speakers_warns_and_still_splits(tmp_path, caplog):
     meta = _write(tmp_path / "meta.csv", rows, columns=["path", "topic"])
     with caplog.at_level(logging.WARNING):
         prepare_csv_corpus(meta, tmp_path / "out", dev_fraction=0.2, test_fraction=0.2)
-    out, dropped, _ = _load(tmp_path / "out")
+    out, dropped, _ = read_prepared(tmp_path / "out")
     assert "add a speaker column" in caplog.text and not dropped
     assert out["dev"] and out["test"] and {r["subset"] for r in out["train"]} == {"untranscribed"}
 
@@ -187,7 +183,7 @@ def test_folder_corpus(tmp_path):
     (root / "kesä" / "notes.md").write_text("not audio")
     (root / "koira" / "broken.flac").write_bytes(b"")
     prepare_folder_corpus(root, tmp_path / "out", dev_fraction=0.25, test_fraction=0.25)
-    out, dropped, summary = _load(tmp_path / "out")
+    out, dropped, summary = read_prepared(tmp_path / "out")
     assert summary["input_rows"] == 14 and summary["accounted"]
     assert [d["reason"].split(" ")[0] for d in dropped] == ["empty"]
     ids = {r["ID"]: r for rs in out.values() for r in rs}

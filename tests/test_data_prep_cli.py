@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 import soundfile
-from lp_fixture import make_toy_lp_corpus
+from helpers import make_toy_lp_corpus
 
 from data_prep.__main__ import main
 

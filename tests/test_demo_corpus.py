@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from helpers import read_dropped
 
 from data_prep import demo_corpus, demo_text
 from data_prep.demo_corpus import bow_baseline, prepare_demo
@@ -242,8 +243,7 @@ def test_speak_csv_on_sib200_rows(tmp_path):
     kept = _rows(out)
     assert sum(len(r) for r in kept.values()) == 13
     assert read_topics(out) == sorted({s["category"] for s in source})
-    with open(out / "dropped.csv", encoding="utf-8") as f:
-        dropped = list(csv.DictReader(f))
+    dropped = read_dropped(out)
     assert len(dropped) == 2
     reasons = " ".join(d["reason"] for d in dropped)
     assert "empty text" in reasons and "duplicate ID" in reasons

@@ -1,12 +1,11 @@
 """``--long segment``: recordings over the duration limit are cut at pauses instead of dropped."""
 
 import csv
-import json
 
 import numpy as np
 import pytest
 import soundfile
-from lp_fixture import WORDS, add_recording, make_toy_lp_corpus, textgrid_text
+from helpers import WORDS, add_recording, make_toy_lp_corpus, read_prepared, textgrid_text
 
 from data_prep.__main__ import main
 from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
@@ -14,7 +13,7 @@ from data_prep.alignments import read_alignment, read_word_tier
 from data_prep.intake import Intake
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
 from data_prep.duration_limit import cut_recording, find_cuts, replace_by_segments
-from data_prep.manifest import Row, read_manifest
+from data_prep.manifest import Row
 
 RATE = 16000
 
@@ -44,13 +43,6 @@ def _write(path, signal, rate=RATE):
 def _short(path, k, seconds=1.0):
     noise = np.random.default_rng(k).uniform(-0.3, 0.3, int(seconds * RATE))
     return _write(path, noise.astype(np.float32))
-
-
-def _load(out):
-    rows = {s: read_manifest(out / f"{s}.csv") for s in ("train", "dev", "test")}
-    with open(out / "dropped.csv", encoding="utf-8") as f:
-        dropped = list(csv.DictReader(f))
-    return rows, dropped, json.loads((out / "summary.json").read_text())
 
 
 def _segments(rows, rec_id):
@@ -99,7 +91,7 @@ def csv_corpus(tmp_path_factory):
 def test_csv_long_recording_is_cut_at_pauses_and_accounted(csv_corpus, tmp_path):
     meta, pauses, total = csv_corpus
     prepare_csv_corpus(meta, tmp_path, long="segment")
-    rows, dropped, summary = _load(tmp_path)
+    rows, dropped, summary = read_prepared(tmp_path)
     segments = _segments(rows, "L1")
     assert not segments["dev"] and not segments["test"] and len(segments["train"]) == 4
     for row in segments["train"]:
@@ -119,7 +111,7 @@ def test_csv_long_recording_is_cut_at_pauses_and_accounted(csv_corpus, tmp_path)
 def test_csv_long_recordings_are_dropped_by_default(csv_corpus, tmp_path):
     meta, _, _ = csv_corpus
     prepare_csv_corpus(meta, tmp_path)
-    rows, dropped, summary = _load(tmp_path)
+    rows, dropped, summary = read_prepared(tmp_path)
     assert sorted(d["source"] for d in dropped) == [f"{meta}:14", f"{meta}:15"]
     assert all("not below the 50 s limit" in d["reason"] for d in dropped)
     assert summary["accounted"] and (summary["kept"], summary["dropped"]) == (12, 2)
@@ -141,7 +133,7 @@ def folder_corpus(tmp_path_factory):
 def test_folder_long_recording_stays_one_unit(folder_corpus, tmp_path):
     root, pauses, total = folder_corpus
     prepare_folder_corpus(root, tmp_path, long="segment")
-    rows, dropped, summary = _load(tmp_path)
+    rows, dropped, summary = read_prepared(tmp_path)
     segments = _segments(rows, "a-long")
     (split, found), = [(s, rs) for s, rs in segments.items() if rs]
     assert [r["ID"] for r in found] == [f"a-long-seg{k:02d}" for k in range(1, len(found) + 1)]
@@ -155,12 +147,12 @@ def test_folder_long_recording_stays_one_unit(folder_corpus, tmp_path):
 def test_folder_command_takes_the_choice(folder_corpus, tmp_path):
     root, _, _ = folder_corpus
     assert main(["-q", "folder", str(root), str(tmp_path / "drop")]) == 0
-    rows, dropped, summary = _load(tmp_path / "drop")
+    rows, dropped, summary = read_prepared(tmp_path / "drop")
     assert len(dropped) == 1 and "not below the 50 s limit" in dropped[0]["reason"]
     assert "segmented" not in summary
     assert main(["-q", "folder", str(root), str(tmp_path / "cut"), "--long", "segment",
                  "--max-duration", "30"]) == 0
-    rows, dropped, summary = _load(tmp_path / "cut")
+    rows, dropped, summary = read_prepared(tmp_path / "cut")
     assert summary["max_duration"] == 30 and summary["segment_rows"] >= 5
     assert max(r["duration"] for rs in rows.values() for r in rs) < 30
 
@@ -228,7 +220,7 @@ def lp_segmented(lp_corpus, tmp_path_factory):
     toy = lp_corpus[0]
     out = tmp_path_factory.mktemp("lp_out")
     prepare_lahjoita_puhetta(toy.root, out, dev_hours=4 / 3600, test_hours=4 / 3600, long="segment")
-    return out, *_load(out)
+    return out, *read_prepared(out)
 
 
 def test_lp_long_recording_is_cut_into_16k_segments(lp_corpus, lp_segmented):
@@ -283,7 +275,7 @@ def test_lp_dev_segments_without_words_are_left_out(lp_corpus, lp_segmented, tmp
     (lists / "test.txt").write_text("\n".join(i for i in toy.transcripts if i.startswith(clients[1])) + "\n")
     out = tmp_path / "out"
     prepare_lahjoita_puhetta(toy.root, out, split_lists=lists, long="segment")
-    rows, dropped, summary = _load(out)
+    rows, dropped, summary = read_prepared(out)
     segments = _segments(rows, LONG["dev"])
     with_words = [r for r in all_segments if r["words"]]
     assert [(r["ID"], r["words"]) for r in segments["dev"]] == [(r["ID"], r["words"]) for r in with_words]
@@ -299,7 +291,7 @@ def test_lp_dev_segments_without_words_are_left_out(lp_corpus, lp_segmented, tmp
 def test_lp_long_recording_is_dropped_by_default(lp_corpus, tmp_path):
     toy = lp_corpus[0]
     prepare_lahjoita_puhetta(toy.root, tmp_path, dev_hours=4 / 3600, test_hours=4 / 3600)
-    rows, dropped, summary = _load(tmp_path)
+    rows, dropped, summary = read_prepared(tmp_path)
     too_long = sorted(d["source"].split()[-1] for d in dropped if "50 s limit" in d["reason"])
     assert too_long == sorted(LONG.values())
     assert summary["accounted"] and "segmented" not in summary and "transcripts_aligned" not in summary

@@ -1,13 +1,12 @@
 """LP preparation on a generated miniature tree: accounting, audio, themes, splits, reruns."""
 
-import csv
 import json
 import logging
 import os
 
 import pytest
 import soundfile
-from lp_fixture import make_toy_lp_corpus
+from helpers import make_toy_lp_corpus, read_dropped
 
 from data_prep.__main__ import main
 from data_prep.lahjoita_puhetta import find_parts, prepare_lahjoita_puhetta
@@ -28,9 +27,7 @@ def prepared(toy, tmp_path_factory):
     out = tmp_path_factory.mktemp("lp_out")
     paths = prepare_lahjoita_puhetta(toy.root, out, **SMALL)
     rows = {split: read_manifest(path) for split, path in paths.items()}
-    with open(out / "dropped.csv", encoding="utf-8") as f:
-        dropped = list(csv.DictReader(f))
-    return out, rows, dropped, json.loads((out / "summary.json").read_text())
+    return out, rows, read_dropped(out), json.loads((out / "summary.json").read_text())
 
 
 def _all(rows):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-from lp_fixture import make_toy_lp_corpus
+from helpers import make_toy_lp_corpus
 
 from data_prep import demo_corpus
 from data_prep.__main__ import main

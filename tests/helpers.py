@@ -5,10 +5,14 @@ per part, FLAC at mixed sample rates and channel counts, transcripts with noise 
 typos and several lines, and, with ``bad=True``, one row of every kind of bad input that the
 preparation must account for. :func:`add_recording` adds a recording of the test's own making,
 with a transcript and a word alignment (a Praat TextGrid, :func:`textgrid_text`).
+
+Also the readers of a prepared folder the preparation tests share: :func:`read_dropped`,
+:func:`read_prepared`.
 """
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,3 +242,18 @@ def add_recording(toy, part, rec_id, signal, rate, theme="01", transcript=None, 
     if alignment is not None:
         text = alignment if isinstance(alignment, str) else textgrid_text(alignment, seconds)
         _write_text(part_dir / "alignments" / "manual_1" / f"{rec_id}.TextGrid", text.encode())
+
+
+def read_dropped(folder):
+    """The rows of ``<folder>/dropped.csv`` (``source``, ``reason``) as dicts."""
+    with open(Path(folder) / "dropped.csv", encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def read_prepared(folder, **read_options):
+    """``(rows, dropped, summary)`` of a prepared folder: ``rows`` maps each split to its manifest rows
+    (``data_prep.manifest.read_manifest`` with ``read_options``)."""
+    from data_prep.manifest import read_manifest
+
+    rows = {split: read_manifest(Path(folder) / f"{split}.csv", **read_options) for split in ("train", "dev", "test")}
+    return rows, read_dropped(folder), json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))
