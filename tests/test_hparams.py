@@ -13,7 +13,7 @@ SYSTEM_YAMLS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "hparams")
 PYTHON = "\n".join(
     p.read_text(encoding="utf-8")
     for folder in ("topic_id", "recipes")
-    for p in (ROOT / folder).glob("*.py")
+    for p in (ROOT / folder).rglob("*.py")
 )
 # Keys SpeechBrain's Brain reads from hparams by name (run options such as ckpt_interval_minutes).
 BRAIN_RUN_OPTS = set(RunOptions().as_dict())
