@@ -38,6 +38,7 @@ def pretrained(tiny_corpus, tmp_path_factory):
                              **FAST)
 
 
+@pytest.mark.training
 def test_contrastive_loss_falls_and_accuracy_rises(pretrained):
     loss, acc = _curve(pretrained), _curve(pretrained, "accuracy")
     assert len(loss) == 60  # 10 epochs of 6 batches
@@ -50,6 +51,7 @@ def test_contrastive_loss_falls_and_accuracy_rises(pretrained):
     assert set(_steps(pretrained)[0]) == set(pretrain.STEP_COLUMNS)
 
 
+@pytest.mark.training
 def test_zero_learning_rate_does_not_learn(tiny_corpus, tmp_path):
     out = pretrain_wav2vec2(tiny_corpus, tmp_path / "w2v", init=tiny_corpus / "standin_wav2vec2", epochs=3,
                             lr=0.0, **FAST)
@@ -58,6 +60,7 @@ def test_zero_learning_rate_does_not_learn(tiny_corpus, tmp_path):
     assert loss[-K:].mean() > math.log(FAST["num_negatives"] + 1) - 0.05
 
 
+@pytest.mark.training
 def test_output_loads_in_the_wav2vec2_row_encoder(pretrained, tiny_corpus):
     from safetensors.torch import load_file
 
@@ -80,6 +83,7 @@ def test_output_loads_in_the_wav2vec2_row_encoder(pretrained, tiny_corpus):
     assert (pretrained / "preprocessor_config.json").is_file()
 
 
+@pytest.mark.training
 def test_output_stays_marked_as_standin(pretrained):
     from topic_id.models.hub import WAV2VEC2, resolve_model
 
@@ -92,6 +96,7 @@ def test_output_stays_marked_as_standin(pretrained):
     assert not list(pretrained.parent.glob(".*partial"))
 
 
+@pytest.mark.training
 def test_from_scratch_like_is_a_standin(tiny_corpus, tmp_path):
     out = pretrain_wav2vec2(tiny_corpus, tmp_path / "w2v", from_scratch_like=tiny_corpus / "standin_wav2vec2",
                             epochs=1, max_steps=2, accumulate=2, **FAST)
@@ -100,6 +105,7 @@ def test_from_scratch_like_is_a_standin(tiny_corpus, tmp_path):
     assert json.loads((out / "STANDIN.json").read_text())["standin"] is True
 
 
+@pytest.mark.training
 def test_rerun_is_up_to_date_and_other_settings_need_force(pretrained, tiny_corpus, capsys):
     stamp = (pretrained / "model.safetensors").stat().st_mtime_ns
     pretrain_wav2vec2(tiny_corpus, pretrained, init=tiny_corpus / "standin_wav2vec2", epochs=10, lr=LR,
@@ -112,6 +118,7 @@ def test_rerun_is_up_to_date_and_other_settings_need_force(pretrained, tiny_corp
     assert exit_.value.code == 2 and "\n" not in err and err.startswith("error: ") and "--force" in err
 
 
+@pytest.mark.training
 def test_interrupted_run_resumes(tiny_corpus, tmp_path, monkeypatch):
     calls = []
     evaluate = pretrain.evaluate
