@@ -9,7 +9,6 @@ from helpers import WORDS, add_recording, make_toy_lp_corpus, read_prepared, tex
 
 from data_prep.__main__ import main
 from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
-from data_prep.alignments import read_alignment, read_word_tier
 from data_prep.intake import Intake
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
 from data_prep.duration_limit import cut_recording, find_cuts, replace_by_segments
@@ -310,44 +309,6 @@ def test_recut_with_another_limit_leaves_no_stale_segments(tmp_path):
     unsafe, _ = cut_recording(src, folder, "my rec/1", 12.0)
     cut_recording(src, folder, "my_rec_1", 30.0)  # same safe name, other ID: keeps the first's files
     assert all(path.is_file() for _, path, _ in unsafe)
-
-
-def _short_textgrid(words, xmax):
-    """The short TextGrid format of one ``words`` tier (gaps as empty intervals)."""
-    intervals, t = [], 0.0
-    for start, end, label in words:
-        intervals += [(t, start, ""), (start, end, label)] if start > t else [(start, end, label)]
-        t = end
-    intervals.append((t, xmax, ""))
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "0", str(xmax), "<exists>", "1",
-             '"IntervalTier"', '"words"', "0", str(xmax), str(len(intervals))]
-    for start, end, label in intervals:
-        lines += [str(start), str(end), f'"{label}"']
-    return "\n".join(lines) + "\n"
-
-
-def test_word_tier_is_read_from_either_format_and_bad_files_say_why(tmp_path):
-    words = [(0.5, 1.0, "Mökillä"), (1.2, 1.5, ".fp"), (2.0, 2.4, "kävin")]
-    files = {"long": (textgrid_text(words, 3.0), "utf-8"), "short": (_short_textgrid(words, 3.0), "utf-8"),
-             "utf16": (textgrid_text(words, 3.0), "utf-16"),
-             "phones": (textgrid_text(words, 3.0, tier="phones"), "utf-8"),
-             "truncated": (textgrid_text(words, 3.0)[:400], "utf-8"), "empty": ("", "utf-8"),
-             "markers": (textgrid_text([(0.5, 1.0, ".br"), (1.5, 2.0, ".fp")], 3.0), "utf-8")}
-    for name, (text, encoding) in files.items():
-        (tmp_path / f"{name}.TextGrid").write_text(text, encoding=encoding)
-    for name in ("long", "short", "utf16"):
-        assert read_word_tier(tmp_path / f"{name}.TextGrid") == (words, None), name
-        assert read_alignment(tmp_path / f"{name}.TextGrid", 3.0) == (words, None), name
-    reasons = {name: read_alignment(tmp_path / f"{name}.TextGrid", 3.0) for name in
-               ("phones", "truncated", "empty", "markers", "missing")}
-    assert all(words is None for words, _ in reasons.values())
-    assert "no tier 'words' (tiers: phones)" in reasons["phones"][1]
-    assert reasons["truncated"][1].startswith("malformed alignment")
-    assert reasons["empty"][1].startswith("malformed alignment")
-    assert "has no word" in reasons["markers"][1]
-    assert reasons["missing"][1].startswith("unreadable alignment")
-    late = read_alignment(tmp_path / "long.TextGrid", 2.0)[1]
-    assert "'kävin' at 2.00-2.40 s, after the end of the 2.00 s audio" in late
 
 
 def test_dev_recording_without_any_aligned_word_is_dropped(tmp_path):
