@@ -138,39 +138,6 @@ def test_predictions_do_not_depend_on_padding(path, utterance_norm, tiny_corpus,
             assert not torch.allclose(published, alone["embedding"][0], atol=1e-3)
 
 
-@pytest.mark.parametrize("kind", ["tdnn", "crdnn"])
-def test_training_batch_norm_ignores_padding(kind):
-    """In training too, the encoders' batch statistics come from real frames only: padding the
-    same batch further changes neither the real output frames nor the running statistics."""
-    from topic_id.models.encoders import CRDNN, TDNN
-
-    torch.manual_seed(0)
-    if kind == "tdnn":
-        encoder = TDNN(20, channels=[8, 8, 8, 8, 16])
-    else:
-        encoder = CRDNN(input_shape=[None, None, 20], cnn_blocks=1, cnn_channels=[4], rnn_layers=1,
-                        rnn_neurons=8, rnn_class=sb.nnet.RNN.LSTM, dnn_blocks=1, dnn_neurons=8,
-                        dropout=0.0, time_pooling=False, using_2d_pooling=False)
-    encoder.train()
-    x = torch.randn(2, 60, 20)
-    n = torch.tensor([60, 25])
-    initial = {k: v.clone() for k, v in encoder.state_dict().items()}
-    outputs, stats = [], []
-    for extra in (0, 90):
-        encoder.load_state_dict(initial)
-        padded = torch.nn.functional.pad(x, (0, 0, 0, extra))
-        padded[1, 25:] = 0.0
-        out, lens = encoder(padded, n.float() / padded.shape[1])
-        frames = torch.round(lens * out.shape[1]).long()
-        outputs.append([out[i, : frames[i]] for i in range(2)])
-        stats.append([m.running_mean.clone() for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm1d)])
-    for a, b in zip(*outputs):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-    assert stats[0]
-    for a, b in zip(*stats):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
-
-
 def test_emb_transfer_losses(tiny_corpus, tmp_path):
     """NLL + L1(text) + L1(fbank mean over real frames), weighted; no text reaches the head."""
     hparams = _hparams("hparams/audio_crdnn_embtransfer.yaml", tiny_corpus, tmp_path, "tiny",
