@@ -95,3 +95,15 @@ def test_encode_frames_takes_encoders_with_or_without_their_own_lengths():
     assert halved[0].shape == (2, 3, 3) and halved[1] is lens
     same = encode_frames(lambda x, n: x + 1, feats, lens)
     assert torch.equal(same[0], feats + 1) and same[1] is lens
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["tdnn", "crdnn"])
+def test_on_cuda_the_encoders_give_the_cpu_frames(kind):
+    encoder = _encoder(kind).eval()
+    x, lens = torch.randn(2, 50, 20), torch.tensor([1.0, 0.6])
+    with torch.no_grad():
+        cpu = _real_frames(*encoder(x, lens))
+        cuda = _real_frames(*encoder.to("cuda")(x.to("cuda"), lens.to("cuda")))
+    for a, b in zip(cpu, cuda):
+        torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=1e-3)
