@@ -14,6 +14,7 @@ import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
+from data_prep.manifest import manifest_columns, read_manifest
 from topic_id.config.overrides import resolve_overrides
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,9 +242,8 @@ def subset_corpus(src, dst, n_train=None, n_eval=None, subset=None):
         else:
             shutil.copyfile(entry, dst / entry.name)
     for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval)):
-        with open(src / f"{split}.csv", encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            fields, rows = reader.fieldnames, list(reader)
+        fields = manifest_columns(src / f"{split}.csv")
+        rows = read_manifest(src / f"{split}.csv", as_written=True)
         if split == "train" and subset:
             rows = [r for r in rows if r["subset"] == subset]
         with open(dst / f"{split}.csv", "w", encoding="utf-8", newline="") as f:

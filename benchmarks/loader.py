@@ -25,6 +25,7 @@ import speechbrain as sb
 
 from benchmarks.common import Row, load_system
 from data_prep.lahjoita_puhetta import convert_audio
+from data_prep.manifest import manifest_columns, read_manifest
 from topic_id.training import dataio
 
 ASSUMED_STEP_SECONDS = (0.1, 0.2)
@@ -52,11 +53,10 @@ def lp_format_corpus(corpus, dst, seconds):
     (dst / "audio").mkdir(parents=True, exist_ok=True)
     (dst / "topics.txt").write_bytes((corpus / "topics.txt").read_bytes())
     for split in ("train", "dev", "test"):
-        with open(corpus / f"{split}.csv", encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            fields, rows = reader.fieldnames, list(reader)
-        for row in rows:
-            src = Path(row["wav"].replace("$data_root", str(corpus)))
+        path = corpus / f"{split}.csv"
+        fields, rows = manifest_columns(path), read_manifest(path, as_written=True)
+        for row, source in zip(rows, read_manifest(path)):
+            src = Path(source["wav"])
             duration, reason = convert_audio(src, dst / "audio" / f"{row['ID']}.flac")
             if reason:
                 raise RuntimeError(f"{src}: {reason}")

@@ -47,7 +47,7 @@ def long_recording(corpus, seconds, sample_rate=16000, pause=0.5):
     parts, total, wanted = [], 0, int(seconds * sample_rate)
     while total < wanted:
         for row in rows:
-            wav = dataio.load_audio(row["wav"].replace("$data_root", str(corpus)), sample_rate)
+            wav = dataio.load_audio(row["wav"], sample_rate)
             parts += [wav, gap]
             total += len(wav) + len(gap)
             if total >= wanted:

@@ -490,12 +490,81 @@ def write_prepared(out_dir, splits, topics, dropped, n_input, extra_summary=None
     return paths
 
 
-def read_manifest(path):
-    """Read a manifest CSV as a list of dicts (``duration`` as float)."""
+DATA_ROOT = "$data_root"
+"""Stands, in a manifest's ``wav`` column, for the folder the manifest is read from (or a root given
+to :func:`read_manifest`); SpeechBrain's ``DynamicItemDataset.from_csv`` replaces it the same way
+given ``replacements={"data_root": ...}``."""
+
+
+def resolve_data_root(wav, data_root):
+    """A ``wav`` value with :data:`DATA_ROOT` replaced by ``data_root``.
+
+    Example
+    -------
+    >>> resolve_data_root("$data_root/audio/a.flac", "/corpus"), resolve_data_root("/x/b.wav", "/corpus")
+    ('/corpus/audio/a.flac', '/x/b.wav')
+    """
+    return wav.replace(DATA_ROOT, str(data_root))
+
+
+def manifest_columns(path):
+    """The column names of a manifest CSV, in file order (empty for an empty file)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f).fieldnames or [])
+
+
+def read_manifest(path, data_root=None, as_written=False):
+    """The rows of a manifest CSV, in file order, as training reads them.
+
+    Every value is the string the file holds (empty cells ``""``), except ``duration``, a float, and
+    ``wav``, where :data:`DATA_ROOT` stands for ``data_root`` (:func:`resolve_data_root`). Columns
+    are those of the file: a manifest of audio alone (``ID,wav``) reads as well.
+
+    Arguments
+    ---------
+    path : str or Path
+        The manifest.
+    data_root : str or Path, optional
+        What ``$data_root`` stands for (default: the manifest's folder).
+    as_written : bool
+        Every value exactly as the file holds it (``$data_root`` kept, ``duration`` a string): the
+        rows of a manifest that is rewritten with a column added.
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    PrepError
+        A ``duration`` that is not a number.
+
+    Example
+    -------
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "test.csv").write_text("ID,wav,duration,words\\na,$data_root/a.flac,1.500,\\n")
+    >>> (row,) = read_manifest(folder / "test.csv", data_root="/corpus")
+    >>> row
+    {'ID': 'a', 'wav': '/corpus/a.flac', 'duration': 1.5, 'words': ''}
+    >>> read_manifest(folder / "test.csv")[0]["wav"] == f"{folder}/a.flac"
+    True
+    >>> read_manifest(folder / "test.csv", as_written=True)[0]["duration"]
+    '1.500'
+    """
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
+    if as_written:
+        return rows
+    root = Path(path).parent if data_root is None else data_root
     for row in rows:
-        row["duration"] = float(row["duration"])
+        if row.get("wav"):
+            row["wav"] = resolve_data_root(row["wav"], root)
+        if "duration" in row:
+            try:
+                row["duration"] = float(row["duration"])
+            except (TypeError, ValueError):
+                raise PrepError(f"{path}, row {row.get('ID')}: duration {row['duration']!r} is not a "
+                                "number; re-prepare the corpus") from None
     return rows
 
 

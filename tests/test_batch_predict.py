@@ -103,7 +103,7 @@ def test_folder_interrupted_torn_and_resumed(export, tiny_corpus, tmp_path, monk
 
 
 def test_manifest_with_data_root_and_an_unreadable_file(export, tiny_corpus, tmp_path, capsys):
-    test = read_manifest(tiny_corpus / "test.csv")
+    test = read_manifest(tiny_corpus / "test.csv", as_written=True)
     manifest = tmp_path / "corpus" / "test.csv"
     manifest.parent.mkdir()
     (tmp_path / "corpus" / "audio").symlink_to(tiny_corpus / "audio")

@@ -90,8 +90,8 @@ def test_empty_transcript_kept_untranscribed_and_reported(toy, tmp_path, caplog)
 def test_manifest_columns_transcripts_and_subsets(toy, prepared):
     out, rows, _, _ = prepared
     assert open(out / "train.csv", encoding="utf-8").readline().strip() == ",".join(COLUMNS)
-    for split, split_rows in rows.items():
-        for r in split_rows:
+    for split in rows:
+        for r in read_manifest(out / f"{split}.csv", as_written=True):
             assert r["wav"] == f"$data_root/audio/{r['ID']}.flac"
             assert r["speaker"] == r["ID"].split("_")[0]
             assert r["words"] == normalize_transcript(toy.transcripts.get(r["ID"], ""))

@@ -172,3 +172,27 @@ def test_untrainable_corpus_is_written_then_refused_and_rebuilt_on_rerun(tmp_pat
     assert summary[manifest.CANNOT_TRAIN] == ["test is empty"]
     # Not a finished preparation: a rerun (with the input fixed) rebuilds instead of skipping.
     assert not manifest.is_finished(tmp_path) and start(tmp_path)
+
+
+def test_read_manifest_resolves_data_root_keeps_order_and_empty_values(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    path = folder / "train.csv"
+    write_prepared(folder, {"train": [_row(2), _row(1, words="", topic="b")], "dev": [_row(3, "dev")],
+                            "test": [_row(4, "test", topic="b")]}, TOPICS, [], 4)
+    rows = read_manifest(path)
+    assert [r["ID"] for r in rows] == ["u2", "u1"] and list(rows[0]) == list(COLUMNS)
+    assert rows[0]["wav"] == f"{folder}/u2.wav" and rows[0]["duration"] == 1.0
+    assert rows[1]["words"] == "" and rows[1]["asr_words"] == "" and rows[1]["subset"] == "untranscribed"
+    assert read_manifest(path, data_root="/data")[0]["wav"] == "/data/u2.wav"
+    written = read_manifest(path, as_written=True)
+    assert written[0]["wav"] == "$data_root/u2.wav" and written[0]["duration"] == "1.000"
+    assert manifest.manifest_columns(path) == list(COLUMNS)
+
+
+def test_read_manifest_of_audio_alone_and_a_bad_duration(tmp_path):
+    (tmp_path / "m.csv").write_text("ID,wav\na,$data_root/a.wav\nb,\n")
+    assert read_manifest(tmp_path / "m.csv") == [{"ID": "a", "wav": f"{tmp_path}/a.wav"}, {"ID": "b", "wav": ""}]
+    (tmp_path / "bad.csv").write_text("ID,wav,duration\na,a.wav,long\n")
+    with pytest.raises(PrepError, match=r"bad.csv, row a: duration 'long' is not a number"):
+        read_manifest(tmp_path / "bad.csv")

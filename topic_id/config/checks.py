@@ -7,10 +7,9 @@ read: zero vectors). :func:`check_config` turns each into a :class:`~topic_id.er
 that says what to change.
 """
 
-import csv
 from pathlib import Path
 
-from data_prep.manifest import SUBSETS
+from data_prep.manifest import SUBSETS, PrepError, manifest_columns, read_manifest
 from topic_id.errors import ConfigError
 
 SORTINGS = ("random", "ascending", "descending")
@@ -31,15 +30,17 @@ def check_choice(hparams, key, choices):
         raise ConfigError(f"--{key}={hparams[key]} is not one of {', '.join(map(str, choices))}")
 
 
-def read_manifest(path):
-    """``(columns, rows)`` of a manifest CSV, or ConfigError when it is missing."""
+def checked_manifest(path):
+    """``(columns, rows)`` of a manifest CSV (:func:`data_prep.manifest.read_manifest`), or
+    ConfigError when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path} does not exist: prepare the corpus with python -m data_prep, and "
                           "give its output folder as --data_folder")
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
+    try:
+        return manifest_columns(path), read_manifest(path)
+    except PrepError as err:
+        raise ConfigError(str(err)) from None
 
 
 def text_columns(spec):
@@ -63,7 +64,7 @@ def check_data(hparams):
     """The training subset is not empty; every text column read exists and has text."""
     subset = hparams.get("train_subset", "all")
     check_choice(hparams, "train_subset", ("all", *SUBSETS))
-    splits = {split: read_manifest(hparams[f"{split}_csv"]) for split in ("train", "dev", "test")}
+    splits = {split: checked_manifest(hparams[f"{split}_csv"]) for split in ("train", "dev", "test")}
     columns, rows = splits["train"]
     if subset != "all":
         rows = [r for r in rows if r.get("subset") == subset]

@@ -296,9 +296,9 @@ def check_models(rows, data, profile=None, extra=(), root=".", built=()):
 
 
 def _manifest(path):
-    from topic_id.config.checks import read_manifest
+    from topic_id.config.checks import checked_manifest
 
-    return read_manifest(path)[1]
+    return checked_manifest(path)[1]
 
 
 def _units_fix(failure):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import soundfile
 
+from data_prep.manifest import PrepError, manifest_columns, read_manifest
 from topic_id.errors import ConfigError
 from topic_id.serving.inference import InputError, TopicIdentifier, check_audio, classify_signals, load_model
 
@@ -81,13 +82,14 @@ def list_inputs(sources, data_root=None):
 
 
 def _manifest_files(path, data_root):
-    root = str(data_root if data_root is not None else path.parent)
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if "wav" not in (reader.fieldnames or []):
-            raise ConfigError(f"{path} has no wav column (columns: {reader.fieldnames}); a manifest "
-                              "lists its audio files in a column named wav")
-        return [row["wav"].replace("$data_root", root) for row in reader if row["wav"]]
+    columns = manifest_columns(path)
+    if "wav" not in columns:
+        raise ConfigError(f"{path} has no wav column (columns: {columns}); a manifest "
+                          "lists its audio files in a column named wav")
+    try:
+        return [row["wav"] for row in read_manifest(path, data_root) if row["wav"]]
+    except PrepError as err:
+        raise ConfigError(str(err)) from None
 
 
 def columns(identifier):

@@ -5,7 +5,6 @@ build-bert``). The vocabulary comes from a deterministic WordPiece trainer
 (:func:`train_wordpiece_vocab`), so the stand-in, and hence every demo result, is reproducible.
 """
 
-import csv
 import hashlib
 import heapq
 import json
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 
 from corpus_tools.files import atomic_write, temporary_sibling
+from data_prep.manifest import manifest_columns, read_manifest
 from topic_id.models.hub import STANDIN_MARKER
 from topic_id.standins import standin_settings, swap_dir
 
@@ -251,11 +251,10 @@ def read_manifest_texts(folder, splits=("train", "dev", "test"), column="words")
             if split == "train":
                 raise FileNotFoundError(f"{path} is missing: prepare the corpus first")
             continue
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if column not in (reader.fieldnames or []):
-                raise ValueError(f"{path} has no {column!r} column (columns: {reader.fieldnames})")
-            texts += [row[column] for row in reader if (row[column] or "").strip()]
+        columns = manifest_columns(path)
+        if column not in columns:
+            raise ValueError(f"{path} has no {column!r} column (columns: {columns})")
+        texts += [row[column] for row in read_manifest(path) if (row[column] or "").strip()]
     return texts
 
 

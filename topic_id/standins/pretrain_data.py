@@ -7,7 +7,6 @@ normalised to zero mean and unit variance, as the model's feature extractor and
 :class:`topic_id.models.ssl_encoder.Wav2Vec2` do. Used by :mod:`topic_id.standins.pretrain`.
 """
 
-import csv
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_prep.manifest import PrepError, manifest_columns, read_manifest
 from topic_id.training.dataio import load_audio
 
 # The modules of one pretraining run share its logger, so that pretrain.log records all of them.
@@ -58,24 +58,21 @@ def read_audio_rows(manifests, splits=("train",), min_seconds=1.0):
         if not path.is_file():
             raise PretrainError(f"{path} is missing: choose --splits among the prepared manifests "
                                 f"({', '.join(sorted(p.stem for p in folder.glob('*.csv'))) or 'none'})")
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            if not {"wav", "duration"} <= set(reader.fieldnames or []):
-                raise PretrainError(f"{path} has no 'wav' and 'duration' columns: it is not a "
-                                    "manifest of python -m data_prep")
-            for row in reader:
-                wav = row["wav"].replace("$data_root", str(folder))
-                try:
-                    duration = float(row["duration"])
-                except ValueError:
-                    raise PretrainError(f"{path}, row {row.get('ID')}: duration {row['duration']!r} "
-                                        "is not a number; re-prepare the corpus") from None
-                if duration < min_seconds:
-                    short += 1
-                elif not os.path.isfile(wav):
-                    missing.append(f"{row.get('ID')} ({wav})")
-                else:
-                    rows.append((wav, duration))
+        if not {"wav", "duration"} <= set(manifest_columns(path)):
+            raise PretrainError(f"{path} has no 'wav' and 'duration' columns: it is not a "
+                                "manifest of python -m data_prep")
+        try:
+            manifest = read_manifest(path)
+        except PrepError as err:
+            raise PretrainError(str(err)) from None
+        for row in manifest:
+            wav, duration = row["wav"], row["duration"]
+            if duration < min_seconds:
+                short += 1
+            elif not os.path.isfile(wav):
+                missing.append(f"{row.get('ID')} ({wav})")
+            else:
+                rows.append((wav, duration))
     if missing:
         raise PretrainError(f"{len(missing)} audio file(s) of {folder} are missing, e.g. {missing[0]}; "
                             "re-prepare the corpus or restore the files")
