@@ -317,7 +317,7 @@ def asr_rtf(small, work, files, asr_run=None):
     -------
     Row
     """
-    from topic_id.training.asr import DECODE_MODULES, decode, load_asr
+    from topic_id.training.transcription import DECODE_MODULES, decode, load_asr
 
     trained = asr_run is not None
     if not trained:

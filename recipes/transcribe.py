@@ -8,15 +8,15 @@ Every row of ``train.csv``, ``dev.csv`` and ``test.csv`` is decoded (transcribed
 the text pipeline system reads ASR text everywhere), repetition loops are cut, and each manifest is
 rewritten atomically with its other columns and row order unchanged. ``<DIR>/<column>.json``
 records the run and checkpoint that filled each manifest; a rerun skips those, ``--force`` redoes
-them. Any run whose checkpoint names its ASR modules as ``topic_id.training.asr.DECODE_MODULES`` works
+them. Any run whose checkpoint names its ASR modules as ``topic_id.training.transcription.DECODE_MODULES`` works
 (``hparams/asr.yaml``, the multi-task system).
 
 With ``--copy-from DIR``, ``--manifests`` is first made a copy of the prepared corpus ``DIR`` (its
 manifests copied, audio and caches linked) unless it exists: each ASR writes into a copy of its own.
 
 Recordings longer than the ASR's segment limit (``--max-segment-seconds``, default a little over
-the 90th percentile of its training durations: ``topic_id.training.asr.segment_limit``) are cut at pauses into pieces within
-that limit, decoded, and their hypotheses joined (long-form decoding, ``topic_id.training.asr.decode``): an
+the 90th percentile of its training durations: ``topic_id.models.piecewise_decoding.segment_limit``) are cut at pauses into pieces within
+that limit, decoded, and their hypotheses joined (long-form decoding, ``topic_id.training.transcription.decode``): an
 attention decoder stops early on input much longer than it was trained on.
 """
 
@@ -27,7 +27,7 @@ import sys
 import torch
 
 from data_prep.manifest import linked_copy
-from topic_id.training.asr import transcribe
+from topic_id.training.transcription import transcribe
 from topic_id.training.transfer import TransferError
 
 

@@ -252,7 +252,7 @@ def test_long_form_keeps_the_words_a_decoder_gets_one_by_one(loaded, long_record
     in the pauses keep every word, the recording decoded whole only its first seconds."""
     recording, wavs, picked, spans = long_recording
     limit = loaded["max_segment_seconds"]
-    monkeypatch.setattr(asr, "_decode_batch", _oracle(recording, picked, spans, limit))
+    monkeypatch.setattr(transcription, "_decode_batch", _oracle(recording, picked, spans, limit))
     one_by_one = _one_by_one(loaded, [recording[s:e] for s, e in spans])
     assert one_by_one == " ".join(r["words"] for r in picked)
     assert _kept(one_by_one, transcription.decode(loaded, [recording])[0]) >= 0.8
@@ -268,7 +268,7 @@ def test_pieces_of_a_batch_are_decoded_together_sorted_by_length(loaded, long_re
         batches.append([len(s) for s in signals])
         return [str(len(s)) for s in signals]
 
-    monkeypatch.setattr(asr, "_decode_batch", fake)
+    monkeypatch.setattr(transcription, "_decode_batch", fake)
     short = wavs[0]
     out = transcription.decode(loaded, [recording[: 30 * RATE], short, recording[30 * RATE : 70 * RATE]], batch_size=4)
     lengths = [n for b in batches for n in b]
@@ -286,7 +286,7 @@ def test_transcribe_command_takes_a_segment_limit(asr_run, corpus_copy, monkeypa
         calls.append(hparams["max_segment_seconds"])
         return ["x"] * len(wavs)
 
-    monkeypatch.setattr(asr, "decode", fake)
+    monkeypatch.setattr(transcription, "decode", fake)
     # Dev and test hold recordings longer than 3 s: the run's own (whole) hypotheses are not taken.
     done = transcription.transcribe(asr_run, corpus_copy, max_segment_seconds=3.0)
     assert done == {"train.csv": "decoded", "dev.csv": "decoded", "test.csv": "decoded"}

@@ -47,7 +47,7 @@ MODEL_CLASSES = {
     "topic_id.models.ssl_encoder.Wav2Vec2": (WAV2VEC2, "wav2vec2_dim"),
 }
 """The classes of the system YAMLs that load a pretrained model: its kind, and the key of its width."""
-TOKENIZER_CLASS = "topic_id.training.asr.Tokenizer"
+TOKENIZER_CLASS = "topic_id.training.asr_tokenizer.Tokenizer"
 TOKENIZER_SAMPLE = 10_000
 """Transcripts a SentencePiece trial trains on at first: more only when these are too few, so that
 the check takes seconds on LP's ~100k transcribed recordings."""
@@ -352,11 +352,11 @@ def check_units(tokenizer, rows_needing):
     Arguments
     ---------
     tokenizer : mapping
-        The arguments of a ``!new:topic_id.training.asr.Tokenizer`` of a resolved YAML.
+        The arguments of a ``!new:topic_id.training.asr_tokenizer.Tokenizer`` of a resolved YAML.
     rows_needing : list of str
         The rows that train it, for the message.
     """
-    from topic_id.training.asr import Tokenizer
+    from topic_id.training.asr_tokenizer import Tokenizer
 
     train_csv = tokenizer["train_csv"]
     texts = [r["words"].strip() for r in _manifest(train_csv)

@@ -30,8 +30,7 @@ import speechbrain as sb
 import torch
 from speechbrain.utils.data_utils import batch_pad_right
 
-from topic_id.training.brains import encode_frames
-from topic_id.models.encoders import normalize_utterances
+from topic_id.models.encoders import encode_frames, normalize_utterances
 from topic_id.models.nnet import MeanPool, ProjectedPool, StatsPool, absolute_lengths
 
 CHUNK_SECONDS = 30.0

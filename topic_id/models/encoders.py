@@ -303,3 +303,36 @@ def frame_lengths(compute_features, wav_lens, n_samples, n_frames):
         return wav_lens
     samples = torch.round(wav_lens * n_samples).long()
     return (1 + samples // stft.hop_length).clamp(min=1, max=n_frames).float() / n_frames
+
+
+def encode_frames(encoder, feats, lens):
+    """Run an audio encoder: its output frames [B, T', D] and their relative lengths.
+
+    Audio encoders take ``(input, relative lengths)``; one that changes the frame count returns
+    ``(frames, relative lengths of its frames)`` so that padding stays out of pooling and attention
+    (the encoders above, topic_id.models.ssl_encoder).
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        The ``audio_encoder`` module.
+    feats : torch.Tensor
+        Features (or raw audio) [B, T, ...].
+    lens : torch.Tensor
+        Relative lengths [B].
+
+    Returns
+    -------
+    tuple
+        ``(frames, relative lengths)``.
+
+    Example
+    -------
+    >>> frames, lens = encode_frames(lambda x, n: x, torch.zeros(2, 5, 3), torch.ones(2))
+    >>> frames.shape, lens.tolist()
+    (torch.Size([2, 5, 3]), [1.0, 1.0])
+    """
+    encoded = encoder(feats, lens)
+    if isinstance(encoded, tuple):
+        return encoded
+    return encoded, lens

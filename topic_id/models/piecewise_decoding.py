@@ -1,18 +1,22 @@
 """Cutting long recordings into pieces an attention ASR can decode, and joining their hypotheses.
 
 An attention decoder trained on short utterances stops after a few words on much longer input,
-so long-form transcription (:func:`topic_id.training.asr.decode`) decodes pieces about as long as
+so long-form transcription (:func:`topic_id.training.transcription.decode`) decodes pieces about as long as
 the ASR's training utterances. :func:`segment` finds pauses by short-time energy and cuts at the
 longest ones until every piece is within the limit (short neighbours stay together); speech with no
 pause within the limit falls back to fixed windows that overlap, and :func:`join_hypotheses` keeps
 the words those overlaps hold once. Pure NumPy: no model, no download.
 """
 
+import logging
 import math
 
 import numpy as np
 
 from corpus_tools.pauses import find_pauses
+from data_prep.manifest import PrepError, read_manifest
+
+logger = logging.getLogger(__name__)
 
 
 def fixed_windows(start, end, length, overlap):
@@ -184,3 +188,80 @@ def _drop_shared(left, right, window):
         return left, right
     n, i, j = best
     return left[: i + n], right[j + n :]
+
+
+DEFAULT_MAX_SEGMENT_SECONDS = 10.0
+"""The segment limit of an ASR whose training durations cannot be read (its manifest moved or
+is gone): about twice the utterances of common read-speech corpora."""
+
+SEGMENT_HEADROOM = 1.25
+"""The segment limit over the usual length of a training utterance (:data:`SEGMENT_QUANTILE`). An
+attention decoder copes with input a little longer than it was trained on (it fails at about twice
+as long), and dev, test and untranscribed recordings run a little past the transcribed
+training rows: those are decoded whole, as before long-form decoding, rather than cut in two."""
+
+SEGMENT_QUANTILE = 0.9
+"""Which training duration the segment limit scales: the 90th percentile, not the longest. A
+handful of long training recordings does not teach the decoder to read to the end of input that
+long, so a limit scaled from the longest one lets through pieces the decoder stops short on; the
+usual length does not move with a few outliers (on the built-in corpus, a lower WER than a limit
+from the longest). Where the training durations are even, as on a corpus of one sentence per
+recording, the two agree."""
+
+
+def training_duration(train_csv, train_subset="all", avoid_if_longer_than=None, quantile=1.0):
+    """A training duration (seconds) of an ASR: the ``quantile`` (1: the longest) of the
+    ``duration`` column of the rows of ``train_csv`` it trained on (``subset == train_subset``
+    unless ``all``, and not longer than ``avoid_if_longer_than``); None when the manifest cannot be
+    read.
+
+    Arguments
+    ---------
+    train_csv : str or Path
+        The run's training manifest.
+    train_subset : str
+        The run's ``train_subset``.
+    avoid_if_longer_than : float, optional
+        The run's limit on training durations (:func:`topic_id.training.dataio.read_split`).
+    quantile : float
+        Between 0 and 1 (linear interpolation between rows, NumPy's default).
+
+    Returns
+    -------
+    float or None
+    """
+    try:
+        durations = [float(r["duration"]) for r in read_manifest(train_csv)
+                     if train_subset in (None, "all") or r.get("subset") == train_subset]
+    except (OSError, KeyError, TypeError, ValueError, PrepError):
+        return None
+    if avoid_if_longer_than:
+        durations = [d for d in durations if d <= avoid_if_longer_than]
+    return float(np.quantile(durations, quantile)) if durations else None
+
+
+def segment_limit(hparams, where="the ASR"):
+    """The segment limit of long-form decoding for an ASR run's hyperparameters (``train_csv``,
+    ``train_subset``): :data:`SEGMENT_HEADROOM` times the :data:`SEGMENT_QUANTILE` of its training
+    durations (input the attention decoder has learnt to decode to the end), rounded to 0.1 s;
+    :data:`DEFAULT_MAX_SEGMENT_SECONDS`, with a warning, when the training manifest cannot be
+    read.
+
+    Arguments
+    ---------
+    hparams : dict-like
+        The run's hyperparameters (built, or as read by :class:`topic_id.training.run_folder.Run`).
+    where : str
+        Names the run in the warning.
+
+    Returns
+    -------
+    float
+    """
+    limit = training_duration(hparams.get("train_csv"), hparams.get("train_subset", "all"),
+                              hparams.get("avoid_if_longer_than"), SEGMENT_QUANTILE)
+    if limit is None:
+        logger.warning("%s: no durations in its training manifest %s; segmenting long audio at %.0f s",
+                       where, hparams.get("train_csv"), DEFAULT_MAX_SEGMENT_SECONDS)
+        return DEFAULT_MAX_SEGMENT_SECONDS
+    return round(SEGMENT_HEADROOM * limit, 1)

@@ -246,7 +246,7 @@ def _asr_params(asr_runs, runs):
     system) runs that ASR when deployed, so Table I counts it, as the paper's 25M does. Runs
     written before ``module_params`` existed give the stage's whole count.
     """
-    from topic_id.training.asr import DECODE_MODULES
+    from topic_id.training.transcription import DECODE_MODULES
 
     seed = next((s for s in sorted(runs, key=seed_key) if s in asr_runs), None)
     if seed is None:

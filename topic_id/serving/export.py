@@ -81,7 +81,7 @@ def find_asr(run, asr=None):
             return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None
     init = run.get("init_from")
     if init and (Path(init) / "hyperparams.yaml").is_file():
-        from topic_id.training.asr import DECODE_MODULES
+        from topic_id.training.transcription import DECODE_MODULES
 
         earlier = Run(init, run.hparams_dir)
         if all(name in earlier.modules for name in DECODE_MODULES):
@@ -156,7 +156,8 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     Path
         ``out_dir``.
     """
-    from topic_id.training.asr import DECODE_MODULES, segment_limit
+    from topic_id.models.piecewise_decoding import segment_limit
+    from topic_id.training.transcription import DECODE_MODULES
     from topic_id.models.text_encoder import STANDIN_MARKER
 
     run = Run(run_dir, hparams_dir)
@@ -252,7 +253,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
             *_include_block("asr", asr_yaml, _system_overrides(asr_run, "asr")),
             f"asr_tokenizer_dir: {ASR_TOKENIZER_DIR}",
             "# Longer recordings are transcribed in pieces of at most this many seconds (a little",
-            "# over the 90th percentile of its training durations: topic_id.training.asr.segment_limit).",
+            "# over the 90th percentile of its training durations: topic_id.models.piecewise_decoding.segment_limit).",
             _yaml_line("asr_max_segment_seconds", max_segment_seconds),
             "",
         ]

@@ -73,10 +73,10 @@ class TopicIdentifier(Pretrained):
             self.text_encoder.device = str(self.device)
         self.asr = getattr(hparams, "asr", None)
         if self.asr is not None:
-            from topic_id.training.asr import DEFAULT_MAX_SEGMENT_SECONDS
+            from topic_id.models.piecewise_decoding import DEFAULT_MAX_SEGMENT_SECONDS
 
             self.asr["tokenizer"].model_dir = self.source / hparams.asr_tokenizer_dir
-            # The long-form segment limit (topic_id.training.asr.decode); exports written before it was
+            # The long-form segment limit (topic_id.training.transcription.decode); exports written before it was
             # recorded get the default.
             limit = getattr(hparams, "asr_max_segment_seconds", None)
             self.asr["max_segment_seconds"] = float(limit or DEFAULT_MAX_SEGMENT_SECONDS)
@@ -142,7 +142,7 @@ class TopicIdentifier(Pretrained):
         """The bundled ASR's hypotheses (beam search, loops cut) of a padded batch [B, T].
 
         Recordings longer than the ASR's segment limit are transcribed long-form: cut at pauses
-        into pieces within it, decoded in batches, hypotheses joined (:func:`topic_id.training.asr.decode`).
+        into pieces within it, decoded in batches, hypotheses joined (:func:`topic_id.training.transcription.decode`).
 
         Arguments
         ---------
@@ -158,7 +158,7 @@ class TopicIdentifier(Pretrained):
         -------
         list of str
         """
-        from topic_id.training.asr import decode
+        from topic_id.training.transcription import decode
         from corpus_tools.audio import resampler
 
         if self.asr is None:

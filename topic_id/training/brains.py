@@ -4,150 +4,31 @@
 an ``audio_encoder`` in ``modules``, the text branch when it defines a ``text_encoder`` (cached
 utterance vectors) or a ``text_branch`` module over cached token vectors; the branches are concatenated
 and fed to ``head``. A ``text_target`` is a text encoder whose vectors are only a training target.
-Subclasses override only what differs (extra losses, ASR decoding, a second optimizer).
+Subclasses override only what differs (extra losses, a second optimizer). What every Brain shares
+(loaders, checkpointed random state, the audio front end, the end of a stage) is
+:class:`topic_id.training.base.BaseBrain`'s; the ASR (:mod:`topic_id.training.asr`) is a sibling.
 """
 
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 import speechbrain as sb
 import torch
 
-from topic_id.training import metrics
-from topic_id.models.encoders import frame_lengths
+from topic_id.models.encoders import encode_frames
 from topic_id.models.nnet import masked_mean
-from topic_id.training.rng_state import RandomState
+from topic_id.training import metrics
+from topic_id.training.base import BaseBrain, selection  # noqa: F401 (imported from here by recipes/train.py)
 
 logger = logging.getLogger(__name__)
 
-MAXIMIZE = ("accuracy", "micro_f1", "macro_f1", "uar")
-MINIMIZE = ("loss", "wer", "cer")
 
-
-def selection(metric):
-    """Checkpointer keyword arguments that select the best checkpoint by ``metric``.
-
-    Arguments
-    ---------
-    metric : str
-        One of :data:`MAXIMIZE` or :data:`MINIMIZE`.
-
-    Returns
-    -------
-    dict
-        ``{"max_key": metric}`` or ``{"min_key": metric}``.
-    """
-    if metric in MAXIMIZE:
-        return {"max_key": metric}
-    if metric in MINIMIZE:
-        return {"min_key": metric}
-    raise ValueError(f"ckpt_select must be one of {MAXIMIZE + MINIMIZE}, not {metric!r}")
-
-
-def encode_frames(encoder, feats, lens):
-    """Run an audio encoder: its output frames [B, T', D] and their relative lengths.
-
-    Audio encoders take ``(input, relative lengths)``; one that changes the frame count returns
-    ``(frames, relative lengths of its frames)`` so that padding stays out of pooling and attention
-    (topic_id.models.encoders, topic_id.models.ssl_encoder).
-
-    Arguments
-    ---------
-    encoder : torch.nn.Module
-        The ``audio_encoder`` module.
-    feats : torch.Tensor
-        Features (or raw audio) [B, T, ...].
-    lens : torch.Tensor
-        Relative lengths [B].
-
-    Returns
-    -------
-    tuple
-        ``(frames, relative lengths)``.
-    """
-    encoded = encoder(feats, lens)
-    if isinstance(encoded, tuple):
-        return encoded
-    return encoded, lens
-
-
-class TopicBrain(sb.Brain):
+class TopicBrain(BaseBrain):
     """Topic classifier over audio and/or text embeddings, trained with NLL (label smoothing).
 
-    Evaluation results land in ``self.eval_result``: the metrics of the split and the per-utterance
-    records (ids, targets, posteriors, embeddings) that ``train.py`` writes out.
+    Its evaluation passes record, per utterance, the target, the posteriors and the embedding
+    (beside the ids :class:`~topic_id.training.base.BaseBrain` records).
     """
-
-    def _wrap_distributed(self):
-        """SpeechBrain's DDP wrapping; on CPU (gloo) without SyncBatchNorm, which only runs on GPUs."""
-        if not (self.distributed_launch and torch.device(self.device).type == "cpu"):
-            return super()._wrap_distributed()
-        for name, module in self.modules.items():
-            if any(p.requires_grad for p in module.parameters()):
-                self.modules[name] = torch.nn.parallel.DistributedDataParallel(
-                    module, find_unused_parameters=self.find_unused_parameters
-                )
-        return None
-
-    # The training loader's own generator (make_dataloader), reseeded at every epoch's start.
-    loader_generator = None
-
-    def on_fit_start(self):
-        """Checkpoint the random generators too, then SpeechBrain's start (which resumes).
-
-        With the generators (:class:`topic_id.training.rng_state.RandomState`) beside the weights,
-        optimizer, schedulers, epoch counter and loader position, a run killed at any point and
-        started again with the same command ends as the uninterrupted run would have. Optional
-        on loading, so checkpoints written without it still resume (with a warning).
-        """
-        if self.checkpointer is not None and "rng" not in self.checkpointer.recoverables:
-            self.checkpointer.add_recoverable("rng", RandomState(), optional_load=True)
-        super().on_fit_start()
-
-    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
-        """SpeechBrain's loader; the training loader's batches and start depend on the epoch alone.
-
-        A ``batch_sampler`` (dynamic batching) gets ``set_epoch`` every epoch, as SpeechBrain's
-        shuffling sampler does (under DDP SpeechBrain's wrapper already passes it on). Without it,
-        epoch 1 had one batching and every later epoch one other, built from the state the sampler
-        had reached, so a restarted process batched its first epoch as epoch 1. The loader also
-        gets its own torch generator, reseeded every epoch (:meth:`on_stage_start`): making an
-        epoch's iterator draws the workers' base seed, and from the global generator that draw
-        would come after the restored state of a mid-epoch checkpoint in the resumed run only.
-        SpeechBrain's loader records its position in mid-epoch checkpoints, with a batch sampler
-        and with worker processes alike; random draws inside workers (no pipeline here makes
-        any) are not resumed mid-epoch.
-        """
-        batch_sampler = loader_kwargs.get("batch_sampler")
-        if stage == sb.Stage.TRAIN:
-            self.loader_generator = torch.Generator()
-            loader_kwargs.setdefault("generator", self.loader_generator)
-        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
-        if stage == sb.Stage.TRAIN and self.train_sampler is None and hasattr(batch_sampler, "set_epoch"):
-            self.train_sampler = batch_sampler
-        return loader
-
-    def audio_features(self, batch, stage):
-        """Filterbanks normalised with running global statistics, or raw audio when no Fbank.
-
-        In training, the waveforms are first speed-perturbed when the YAML's ``speed_perturb``
-        (SpeechBrain's ``SpeedPerturb``) lists a speed other than 100 %.
-        """
-        wavs, lens = batch.sig
-        perturb = self.hparams.speed_perturb if hasattr(self.hparams, "speed_perturb") else None
-        if stage == sb.Stage.TRAIN and perturb is not None and any(s != 100 for s in perturb.speeds):
-            # One speed per batch, so relative lengths stay valid.
-            wavs = perturb(wavs)
-        if not hasattr(self.hparams, "compute_features"):
-            return wavs, lens
-        feats = self.hparams.compute_features(wavs)
-        lens = frame_lengths(self.hparams.compute_features, lens, wavs.shape[1], feats.shape[1])
-        epoch = self.hparams.epoch_counter.current if stage == sb.Stage.TRAIN else None
-        # Statistics stop updating after the first epochs (SB default); the published recipes
-        # never stopped updating them (called without the epoch).
-        feats = self.modules.normalize(feats, lens, epoch=epoch)
-        return feats, lens
 
     # Set by inference (topic_id.serving.inference) to a topic_id.models.chunked_encoding.LongInput: at the TEST stage,
     # recordings longer than its chunk are encoded in chunks. Training and train.py's evaluation
@@ -205,51 +86,14 @@ class TopicBrain(sb.Brain):
         """The training loss; subclasses add auxiliary terms."""
         return self.topic_loss(outputs, batch, stage)
 
-    def evaluate_batch(self, batch, stage):
-        """Evaluate a batch; its ids are recorded here, once, whatever losses record beside them."""
-        self.records["id"].extend(batch.id)
-        return super().evaluate_batch(batch, stage)
-
-    def on_stage_start(self, stage, epoch=None):
-        """Reset the per-utterance records of an evaluation pass; seed the epoch's loader generator."""
-        self.records = defaultdict(list)
-        if stage == sb.Stage.TRAIN and self.loader_generator is not None:
-            self.loader_generator.manual_seed(int(getattr(self.hparams, "seed", 0)) * 1000 + int(epoch or 0))
-
     def stage_metrics(self, stage_loss):
-        """Metrics of the finished evaluation pass."""
+        """Topic metrics of the finished evaluation pass (when it recorded targets), then the loss."""
+        stats = super().stage_metrics(stage_loss)
         if not self.records["target"]:
-            return {"loss": stage_loss}
+            return stats
         targets = torch.cat(self.records["target"]).tolist()
         predicted = torch.cat(self.records["posterior"]).argmax(dim=-1).tolist()
-        stats = metrics.topic_metrics(targets, predicted, list(range(self.hparams.n_topics)))
-        stats["loss"] = stage_loss
-        return stats
-
-    def on_stage_end(self, stage, stage_loss, epoch=None):
-        """Log, anneal the LR on the dev loss (NewBob; constant if ``anneal_lr`` is False), checkpoint."""
-        if stage == sb.Stage.TRAIN:
-            self.train_stats = {"loss": stage_loss}
-            return
-        stats = self.stage_metrics(stage_loss)
-        scalars = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
-        if stage == sb.Stage.VALID:
-            old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
-            self.hparams.train_logger.log_stats(
-                {"epoch": epoch, "lr": old_lr}, train_stats=self.train_stats, valid_stats=scalars
-            )
-            select = selection(self.hparams.ckpt_select)
-            self.checkpointer.save_and_keep_only(
-                meta=scalars,
-                max_keys=[select["max_key"]] if "max_key" in select else [],
-                min_keys=[select["min_key"]] if "min_key" in select else [],
-            )
-        else:
-            self.hparams.train_logger.log_stats(
-                {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=scalars
-            )
-            self.eval_result = {"metrics": stats, "records": self.records}
+        return {**metrics.topic_metrics(targets, predicted, list(range(self.hparams.n_topics))), **stats}
 
     def write_outputs(self, results, labels):
         """Write ``metrics.json``, ``predictions[_dev].csv``, embeddings and the confusion PNG.

@@ -1,7 +1,7 @@
 """The multi-task system's first stage: joint ASR and topic training (paper Sec. III-C, Fig. 1e).
 
-One CRDNN encoder feeds both tasks (hard parameter sharing): the ASR branch of
-:class:`topic_id.training.asr.ASRBrain` on its output frames, and the topic head on [masked time mean of
+One CRDNN encoder feeds both tasks (hard parameter sharing): the ASR branch
+(:class:`topic_id.training.asr.ASRBranch`, as the ASR's) on its output frames, and the topic head on [masked time mean of
 the same frames ‖ text-encoder vector of the manual transcript], as in the paper's stage 1. The
 loss is ``topic_loss_weight`` * topic NLL + ``asr_loss_weight`` * ASR loss (paper: equal weights).
 Stage 2 is an ordinary :class:`topic_id.training.brains.TopicBrain` run of ``hparams/hybrid_crdnn.yaml``,
@@ -11,16 +11,17 @@ initialised from this stage's best checkpoint and reading this stage's own ASR t
 
 import torch
 
-from topic_id.training.asr import ASRBrain
-from topic_id.training.brains import TopicBrain, encode_frames
+from topic_id.models.encoders import encode_frames
+from topic_id.training.asr import ASRBranch
+from topic_id.training.brains import TopicBrain
 
 
-class MultitaskBrain(ASRBrain):
-    """ASRBrain plus a topic head on the shared encoder; evaluates topic metrics and WER/CER.
+class MultitaskBrain(ASRBranch, TopicBrain):
+    """The ASR branch and a topic head on one encoder; evaluates topic metrics and WER/CER.
 
-    Everything else is inherited: the ASR branch and loss from :class:`ASRBrain`, the topic loss,
-    metrics, checkpoint selection (``ckpt_select``: ``wer`` as the paper, or ``micro_f1``) and
-    outputs from :class:`TopicBrain`.
+    Everything else is inherited: the ASR branch, its loss and WER/CER from :class:`ASRBranch`,
+    the topic loss, metrics and outputs from :class:`TopicBrain`, checkpoint selection
+    (``ckpt_select``: ``wer`` as the paper, or ``micro_f1``) from their common base.
     """
 
     def compute_forward(self, batch, stage):
@@ -51,5 +52,5 @@ class MultitaskBrain(ASRBrain):
         labels : CategoricalEncoder
             The label order.
         """
-        TopicBrain.write_outputs(self, results, labels)
+        super().write_outputs(results, labels)
         self.write_hyps(results)

@@ -134,7 +134,7 @@ def asr_units(run_dir, tokenizer):
     ---------
     run_dir : str or Path
         The earlier run's output folder (with ``tokenizer/``).
-    tokenizer : topic_id.training.asr.Tokenizer
+    tokenizer : topic_id.training.asr_tokenizer.Tokenizer
         This run's tokenizer (its model file's name says the unit count and type).
 
     Returns
