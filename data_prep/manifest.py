@@ -13,6 +13,9 @@ Every preparation ends in :func:`write_prepared`, which also checks that what wa
 classifier (:func:`trainability_problems`): when not, the folder is written for inspection, marked
 so that a rerun rebuilds it, and the preparation stops with one message saying what to fix,
 instead of training failing later deep inside PyTorch.
+
+Whatever reads a manifest outside SpeechBrain's ``DynamicItemDataset.from_csv`` reads it with
+:func:`read_manifest`, which resolves ``$data_root`` as that does.
 """
 
 import csv
