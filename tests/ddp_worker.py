@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from topic_id.training.brains import TopicBrain
+from topic_id.training.base import BaseBrain
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv):
     """Run the trainer with a recording ``fit_batch``, then write what this process trained on."""
     seen = []
-    fit_batch = TopicBrain.fit_batch
+    fit_batch = BaseBrain.fit_batch
 
     def recording_fit_batch(self, batch):
         loss = fit_batch(self, batch)
@@ -28,7 +28,7 @@ def main(argv):
         seen.append([self.hparams.epoch_counter.current, list(batch.id), checksum])
         return loss
 
-    TopicBrain.fit_batch = recording_fit_batch
+    BaseBrain.fit_batch = recording_fit_batch  # every Brain of the trainer, topic and ASR alike
     spec = importlib.util.spec_from_file_location("topic_id_train", ROOT / "recipes" / "train.py")
     trainer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(trainer)
