@@ -10,7 +10,10 @@ every run itself after the set-up all runs share (folder, logs, label order). A 
 the same command resumes from the last checkpoint; after a finished run it goes straight to
 evaluation. Under ``torchrun --nproc_per_node=N`` preparation and file writes happen on the main
 process only.
-Outputs: ``hyperparams.yaml run.json log.txt env.log save/ metrics.json predictions.csv confusion.png``.
+Outputs: ``hyperparams.yaml run.json log.txt save/ metrics.json predictions.csv confusion.png``
+(the run folder's layout: topic_id/training/run_folder.py). ``hyperparams.yaml`` is the record of
+what trained, every override applied, ``n_topics``, ``text_dim`` and ``wav2vec2_dim`` included
+where they were read from the corpus and the models (logged once per run).
 """
 
 import logging
@@ -25,11 +28,13 @@ from hyperpyyaml import load_hyperpyyaml
 from topic_id.training import dataio
 
 from topic_id.training import transfer
-from topic_id.training.brains import selection
+from topic_id.training.base import selection
 from topic_id.config.checks import check_config
 from topic_id.errors import ConfigError, exit_with
-from topic_id.config.overrides import resolve_overrides, split_profile, write_environment
-from topic_id.training.run_folder import write_run_spec
+from topic_id.config.overrides import resolve_overrides, split_profile
+from topic_id.training.run_folder import write_run_record
+
+logger = logging.getLogger(__name__)
 
 
 def save_transferred(hparams):
@@ -74,7 +79,10 @@ def _remove_empty_dirs(folder):
 
 
 def load(argv):
-    """``(hparams_file, run_opts, overrides, hparams)`` from train.py's arguments, checked.
+    """``(hparams_file, run_opts, overrides, derived, hparams)`` from train.py's arguments, checked.
+
+    ``derived`` is ``{key: where it was read}`` of the keys the corpus and the models fixed
+    (:func:`topic_id.config.overrides.derived_keys`).
 
     Nothing is left on disk when a check fails: the folders the YAML's checkpointer creates on
     loading are removed again if they are empty.
@@ -84,7 +92,7 @@ def load(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     if not Path(hparams_file).is_file():
         raise ConfigError(f"{hparams_file} does not exist: give a system YAML, e.g. hparams/text.yaml")
-    overrides = resolve_overrides(hparams_file, overrides, profile)
+    overrides, derived = resolve_overrides(hparams_file, overrides, profile, with_derived=True)
     logging.getLogger("speechbrain.utils.train_logger").addFilter(_quiet_torchvision)
     # transformers' "Loading weights" bar: a frozen encoder loads in a second, and the bar would
     # sit on stderr above a configuration error.
@@ -96,7 +104,7 @@ def load(argv):
     except ConfigError:
         _remove_empty_dirs(hparams["output_folder"])
         raise
-    return hparams_file, run_opts, overrides, hparams
+    return hparams_file, run_opts, overrides, derived, hparams
 
 
 def _takes_units(hparams):
@@ -131,22 +139,24 @@ def check_loaded(hparams):
 
 def run(argv):
     """:func:`main` without the error handling."""
-    hparams_file, run_opts, overrides, hparams = load(argv)
+    hparams_file, run_opts, overrides, derived, hparams = load(argv)
     # Joins the process group under torchrun (a no-op in a plain run).
     sb.utils.distributed.ddp_init_group(run_opts)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
         hyperparams_to_save=hparams_file,
         overrides=overrides,
-        save_env_desc=False,  # pip freeze in a subprocess: ~2 s a run; written below instead
+        save_env_desc=False,  # pip freeze in a subprocess, ~2 s a run: run.json holds the versions
     )
     # SpeechBrain logs everything at DEBUG into log.txt; matplotlib's font search (confusion.png)
     # would add some 200 lines of it to every run's log.
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     output = Path(hparams["output_folder"])
-    sb.utils.distributed.run_on_main(write_environment, args=[output, hparams_file])
-    # The YAML and overrides this run was built from, for `topic-id export` (topic_id/serving/export.py).
-    sb.utils.distributed.run_on_main(write_run_spec, args=[output, hparams_file, overrides])
+    for key, origin in derived.items():
+        logger.info("%s: %s, read from %s (an override of %s wins)", key, hparams[key], origin, key)
+    # The system YAML and override keys, for `topic-id export`; the environment, for reports.
+    device = run_opts.get("device") or sb.utils.distributed.infer_device()
+    sb.utils.distributed.run_on_main(write_run_record, args=[output, hparams_file, overrides, derived, device])
     labels_file = Path(hparams["data_folder"]) / "topics.txt"
     labels = dataio.label_encoder(hparams["data_folder"])
     # The run keeps its own copy of the label order, checked by later stages, so an

@@ -32,7 +32,7 @@ EMB_TRANSFER_A_PARAMS = AUDIO_ONLY_PARAMS + (512 * 768 + 768) + (512 * 40 + 40)
 
 
 def _hparams(path, corpus, output, profile=None, **values):
-    """Load a system YAML the way recipes/train.py does (profile, corpus-derived n_topics)."""
+    """Load a system YAML the way recipes/train.py does (profile, keys read from the corpus and models)."""
     given = {"data_folder": str(corpus), "output_folder": str(output), **values}
     overrides = resolve_overrides(ROOT / path, yaml.safe_dump(given), profile)
     with open(ROOT / path, encoding="utf-8") as f:
@@ -95,8 +95,9 @@ def test_xls_r_300m_parameter_count(tiny_corpus, tmp_path):
     with torch.device("meta"):
         encoder = Wav2Vec2Model(config)
         pretraining = Wav2Vec2ForPreTraining(config)
+    # The head sized for XLS-R's width; the stand-in only lets the YAML load offline.
     hparams = _hparams("hparams/audio_wav2vec2.yaml", tiny_corpus, tmp_path, n_topics=8,
-                       wav2vec2_source=str(tiny_corpus / "standin_wav2vec2"))
+                       wav2vec2_source=str(tiny_corpus / "standin_wav2vec2"), wav2vec2_dim=1024)
     head = sum(p.numel() for p in hparams["modules"]["head"].parameters())
     total = sum(p.numel() for p in encoder.parameters()) + head
     frozen = sum(p.numel() for p in encoder.feature_extractor.parameters()) + config.hidden_size

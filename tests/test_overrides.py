@@ -115,3 +115,48 @@ def test_unknown_profile_names_the_known_ones(system_yaml):
 def test_invalid_yaml_is_a_config_error():
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_yaml_map("a: [1, 2", "the overrides")
+
+
+WIDTHS = """data_folder: !PLACEHOLDER
+n_topics: 8
+text_encoder_source: hub-org/not-on-this-machine
+text_dim: 768
+"""
+
+
+@pytest.fixture
+def widths_yaml(tmp_path, corpus):
+    """A system YAML with a text encoder, and a model folder whose config.json says 48 wide."""
+    path = tmp_path / "widths.yaml"
+    path.write_text(WIDTHS)
+    model = corpus / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 48}')
+    (model / "model.safetensors").write_bytes(b"")
+    return path
+
+
+def test_derived_keys_equal_the_corpus_topics_and_the_models_hidden_size(widths_yaml, corpus):
+    text, derived = resolve_overrides(widths_yaml, f"data_folder: {corpus}\ntext_encoder_source: !ref "
+                                      "<data_folder>/model\n", with_derived=True)
+    given = read_yaml_map(text, "overrides")
+    assert given["n_topics"] == 3 and given["text_dim"] == 48
+    assert derived == {"n_topics": str(corpus / "topics.txt"), "text_dim": str(corpus / "model" / "config.json")}
+
+
+def test_an_override_beats_the_derived_value(widths_yaml, corpus):
+    text, derived = resolve_overrides(widths_yaml, f"data_folder: {corpus}\ntext_encoder_source: "
+                                      f"{corpus}/model\nn_topics: 5\ntext_dim: 16\n", with_derived=True)
+    given = read_yaml_map(text, "overrides")
+    assert (given["n_topics"], given["text_dim"], derived) == (5, 16, {})
+
+
+def test_a_model_not_on_this_machine_keeps_the_yaml_default(widths_yaml, corpus):
+    _, derived = resolve_overrides(widths_yaml, f"data_folder: {corpus}\n", with_derived=True)
+    assert "text_dim" not in derived and derived["n_topics"] == str(corpus / "topics.txt")
+
+
+def test_no_topic_count_before_the_corpus_is_prepared(widths_yaml, tmp_path):
+    _, derived = resolve_overrides(widths_yaml, f"data_folder: {tmp_path}/not_yet\n", with_derived=True,
+                                   corpus=False)
+    assert derived == {}

@@ -1,4 +1,4 @@
-"""Command-line overrides for ``recipes/train.py``: run profiles and corpus-derived defaults.
+"""Command-line overrides for ``recipes/train.py``: run profiles and the keys read from the corpus and models.
 
 A profile (``hparams/profiles/<name>.yaml``, found beside the system YAML, or any path) holds the
 model sizes and epochs one setting uses (the CPU demo, the paper's LP configuration), so the system
@@ -11,10 +11,16 @@ Overrides are whatever SpeechBrain's ``parse_arguments`` and HyperPyYAML accept 
 back with ruamel.yaml's round-trip mode, the parser HyperPyYAML itself uses, so every tag survives
 the merge with the profile. A key the YAML lacks is a :class:`~topic_id.errors.ConfigError` naming
 the nearest keys (HyperPyYAML's own message is a Python list of every key).
+
+Keys the corpus or a model fixes (``n_topics``, ``text_dim``, ``wav2vec2_dim``:
+:func:`derived_keys`) are read from them unless the profile or the command line sets them, and go
+into the overrides like any other: the run's ``hyperparams.yaml`` shows the value that trained, and
+``recipes/train.py`` logs where each was read.
 """
 
 import difflib
 import io
+import json
 import re
 from pathlib import Path
 
@@ -159,7 +165,7 @@ def profile_overrides(hparams_file, profile):
     return out
 
 
-def resolve_overrides(hparams_file, overrides, profile=None):
+def resolve_overrides(hparams_file, overrides, profile=None, with_derived=False, corpus=True):
     """Merge profile, corpus and command-line overrides.
 
     Arguments
@@ -170,13 +176,17 @@ def resolve_overrides(hparams_file, overrides, profile=None):
         The YAML string of ``--key=value`` arguments from ``speechbrain.parse_arguments``.
     profile : str, optional
         A profile name or path (``--profile`` of train.py).
+    with_derived : bool
+        Also return what :func:`derived_keys` filled in.
+    corpus : bool
+        The corpus is prepared: ``n_topics`` is read from it (as :func:`derived_keys`).
 
     Returns
     -------
-    str
-        Overrides for ``load_hyperpyyaml`` as a YAML string (so ``!ref`` values resolve). ``n_topics``
-        defaults to the length of the corpus' ``topics.txt`` so a corpus with another label set needs
-        no extra flag.
+    str, or (str, dict) with ``with_derived``
+        Overrides for ``load_hyperpyyaml`` as a YAML string (so ``!ref`` values resolve): the
+        profile's, the command line's, and the keys :func:`derived_keys` reads from the corpus and
+        the models for those neither sets; with ``with_derived``, also ``{key: where it was read}``.
 
     Raises
     ------
@@ -188,51 +198,126 @@ def resolve_overrides(hparams_file, overrides, profile=None):
     check_keys(given, keys, hparams_file)
     merged = profile_overrides(hparams_file, profile) if profile else {}
     merged.update(given)
-    folder = merged.get("data_folder")
-    if "n_topics" not in merged and isinstance(folder, str) and "n_topics" in keys:
-        merged["n_topics"] = len(read_topics(folder))
-    return dump_yaml_map(merged)
+    derived = derived_keys(hparams_file, merged, corpus)
+    merged.update({key: value for key, (value, _) in derived.items()})
+    text = dump_yaml_map(merged)
+    if with_derived:
+        return text, {key: origin for key, (_, origin) in derived.items()}
+    return text
 
 
-def environment_description(checkout="."):
-    """``env.log`` as SpeechBrain writes it, with the package list from ``importlib.metadata``.
+# Keys a model fixes, and the keys naming that model (its source and revision): the width of the
+# vectors the system's layers take in must be the model's hidden size.
+MODEL_WIDTHS = {
+    "text_dim": ("text_encoder_source", "text_encoder_revision"),
+    "wav2vec2_dim": ("wav2vec2_source", "wav2vec2_revision"),
+}
 
-    SpeechBrain's ``get_environment_description`` runs ``pip freeze`` in a subprocess: about two
-    seconds per training process (18 in the demo table) and every line echoed into ``log.txt``.
-    Same sections here: Python version, installed packages (``name==version``), git revision of
-    the checkout at ``checkout``, CUDA version.
+
+def derived_keys(hparams_file, overrides, corpus=True):
+    r"""The keys the corpus and the models fix, for those the overrides leave at the YAML's default.
+
+    ``n_topics`` is the number of labels in ``<data_folder>/topics.txt``; ``text_dim`` and
+    ``wav2vec2_dim`` (:data:`MODEL_WIDTHS`) the ``hidden_size`` in the ``config.json`` of the
+    model the YAML and overrides name (a local folder, or a hub id already in the local cache). A
+    key the overrides set is left alone (the checks after loading compare it with the corpus and
+    the model); so is one whose corpus or model cannot be read yet (the YAML's default stays).
+
+    Arguments
+    ---------
+    hparams_file : str or Path
+        The system YAML.
+    overrides : dict
+        The profile's and command line's overrides, as :func:`read_yaml_map` reads them.
+    corpus : bool
+        Read ``n_topics`` from the corpus (False: a check made before the corpus is prepared).
 
     Returns
     -------
-    str
+    dict
+        ``{key: (value, where it was read)}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "topics.txt").write_text("sport\nmusic\n")
+    >>> _ = (folder / "sys.yaml").write_text("data_folder: !PLACEHOLDER\nn_topics: 8\n")
+    >>> derived_keys(folder / "sys.yaml", {"data_folder": str(folder)})["n_topics"][0]
+    2
+    >>> derived_keys(folder / "sys.yaml", {"data_folder": str(folder), "n_topics": 3})
+    {}
     """
-    import subprocess
-    import sys
-    from importlib import metadata
+    keys = top_level_keys(hparams_file)
+    wanted = [k for k in ("n_topics", *MODEL_WIDTHS) if k in keys and k not in overrides]
+    if not wanted:
+        return {}
+    values = _Resolver(hparams_file, overrides)
+    out = {}
+    folder = values.get("data_folder")
+    if "n_topics" in wanted and corpus and isinstance(folder, str):
+        out["n_topics"] = (len(read_topics(folder)), str(Path(folder) / "topics.txt"))
+    for key in wanted:
+        if key in MODEL_WIDTHS:
+            source, revision = (values.get(k) for k in MODEL_WIDTHS[key])
+            width = model_width(source, revision) if isinstance(source, str) else None
+            if width is not None:
+                out[key] = width
+    return out
 
-    import torch
 
-    packages = sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
-                       if d.metadata["Name"]}, key=str.lower)
+def model_width(source, revision=None):
+    """``(hidden_size, config.json path)`` of a local model folder or a cached hub id, or None.
+
+    Nothing is downloaded: a model not yet on this machine gives None, and loading the model
+    later says how to get it.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "config.json").write_text('{"hidden_size": 48}')
+    >>> _ = (folder / "model.safetensors").write_bytes(b"")
+    >>> model_width(folder)[0], model_width(folder / "missing")
+    (48, None)
+    """
+    from topic_id.models.hub import ModelNotFound, resolve_model
+
     try:
-        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, text=True,
-                             capture_output=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        git = "not a git checkout"
-    if torch.cuda.is_available():
-        cuda = f"CUDA version:\n{torch.version.cuda or torch.version.hip}"
-    else:
-        cuda = "CUDA not available"
-    rule = "=============================="
-    return "\n".join(["SpeechBrain system description", rule, f"Python version:\n{sys.version}", rule,
-                      "Installed Python packages:", *packages, rule, f"Git revision:\n{git}", rule, cuda, ""])
+        path, _ = resolve_model(source, revision)
+        config = path / "config.json"
+        width = json.loads(config.read_text(encoding="utf-8")).get("hidden_size")
+    except (ModelNotFound, OSError, ValueError):
+        return None
+    return (int(width), str(config)) if isinstance(width, int) else None
 
 
-def write_environment(output_folder, hparams_file="."):
-    """Write :func:`environment_description` to ``<output_folder>/env.log``.
+class _Resolver:
+    """Top-level values of a system YAML under overrides, ``!ref <key>`` substituted.
 
-    The git revision is that of the checkout holding ``hparams_file`` (the recipes), not of the
-    installed library, which may be a wheel outside any repository.
+    Enough for the keys :func:`derived_keys` reads (a path or a hub id, perhaps ``!ref
+    <data_folder>/x``); HyperPyYAML's full resolution of the whole file costs about half a second.
+    A value that is not a plain string, number or null after substitution reads as None.
     """
-    text = environment_description(Path(hparams_file).resolve().parent)
-    (Path(output_folder) / "env.log").write_text(text, encoding="utf-8")
+
+    _REF = re.compile(r"<([A-Za-z_]\w*)>")
+
+    def __init__(self, hparams_file, overrides):
+        self.defaults = read_yaml_map(Path(hparams_file).read_text(encoding="utf-8"), str(hparams_file))
+        self.overrides = overrides
+
+    def get(self, key, seen=()):
+        value = self.overrides.get(key, self.defaults.get(key))
+        tag = getattr(getattr(value, "tag", None), "value", None)
+        if tag == "!ref":
+            text = str(value)
+            refs = self._REF.findall(text)
+            if key in seen or self._REF.sub("", text).count("<"):
+                return None
+            parts = {name: self.get(name, (*seen, key)) for name in refs}
+            if any(not isinstance(v, (str, int, float)) for v in parts.values()):
+                return None
+            return self._REF.sub(lambda m: str(parts[m.group(1)]), text)
+        if tag:
+            return None
+        return value if value is None or isinstance(value, (str, int, float)) else None

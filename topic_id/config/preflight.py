@@ -105,7 +105,9 @@ def row_hparams(row, data, profile=None, extra=(), root=".", corpus=False):
     root : str or Path
         The checkout the registry's ``hparams`` paths are relative to.
     corpus : bool
-        The corpus exists: ``n_topics`` then defaults to its ``topics.txt``, as in ``train.py``.
+        The corpus exists: ``n_topics`` then defaults to its ``topics.txt``, as in ``train.py``
+        (``text_dim`` and ``wav2vec2_dim`` default to the widths of the models already on this
+        machine either way: :func:`topic_id.config.overrides.derived_keys`).
 
     Returns
     -------
@@ -122,8 +124,7 @@ def row_hparams(row, data, profile=None, extra=(), root=".", corpus=False):
     from hyperpyyaml.core import resolve_references
     from speechbrain import parse_arguments
 
-    from topic_id.config.overrides import check_keys, dump_yaml_map, profile_overrides, read_yaml_map, \
-        resolve_overrides, split_profile, top_level_keys
+    from topic_id.config.overrides import resolve_overrides, split_profile
 
     hparams_file = Path(root) / row["hparams"]
     if not hparams_file.is_file():
@@ -133,13 +134,7 @@ def row_hparams(row, data, profile=None, extra=(), root=".", corpus=False):
     profile = given or profile
     # SpeechBrain's parser, as train.py's: run options (--device, --precision) are not overrides.
     _, _, overrides = parse_arguments([str(hparams_file), f"--data_folder={data}", *args])
-    if corpus:
-        overrides = resolve_overrides(hparams_file, overrides, profile)
-    else:  # resolve_overrides without the n_topics default, which reads topics.txt
-        given = read_yaml_map(overrides, "the overrides")
-        check_keys(given, top_level_keys(hparams_file), hparams_file)
-        merged = profile_overrides(hparams_file, profile) if profile else {}
-        overrides = dump_yaml_map({**merged, **given})
+    overrides = resolve_overrides(hparams_file, overrides, profile, corpus=corpus)
     try:
         with open(hparams_file, encoding="utf-8") as f:
             stream = resolve_references(f, overrides)

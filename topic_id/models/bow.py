@@ -128,7 +128,7 @@ def train(hparams, labels):
     """Fit on the training split, score train, dev and test, write the run's outputs.
 
     Called by ``recipes/train.py`` (main process) after it has written ``hyperparams.yaml``,
-    ``log.txt``, ``env.log``, ``run.json`` and ``topics.txt``. Writes ``metrics.json`` (the keys of
+    ``log.txt``, ``run.json`` and ``topics.txt``. Writes ``metrics.json`` (the keys of
     every run, plus ``train`` scores, ``vocabulary`` and ``train_rows``), ``predictions.csv`` (test),
     ``predictions_dev.csv`` and ``confusion.png``. No ``embeddings_*.pt``: the model's input is a
     sparse vocabulary-sized vector, not an utterance embedding. Nothing is checkpointed: fitting

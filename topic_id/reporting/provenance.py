@@ -2,19 +2,19 @@
 
 ``recipes/train.py`` leaves two records in every run folder besides the results: SpeechBrain's
 ``log.txt``, one timestamped line per event, appended to by every invocation of the run (a resumed
-run included), and ``env.log``, the environment of the run's first invocation (Python, installed
-packages, git revision of the recipes' checkout, CUDA). :mod:`topic_id.reporting.report` puts what
+run included), and ``run.json``, the environment of the run's latest invocation (Python and package
+versions, git revision of the recipes' checkout, device), read by
+:func:`topic_id.training.run_folder.read_environment`. :mod:`topic_id.reporting.report` puts what
 they say into the header and the run-time section of ``RESULTS.md``; nothing here is measured anew.
 """
 
 import os
 import re
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-ENV_LOG = "env.log"
-LOG = "log.txt"
+from topic_id.training.run_folder import LOG, git_revision, read_environment  # noqa: F401 (the report's)
+
 # SpeechBrain's log line: "2026-12-07 08:37:35,178 - speechbrain.core - INFO - Beginning experiment!"
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - ")
 _START = "Beginning experiment!"
@@ -29,12 +29,7 @@ def checkout_commit(folder="."):
     >>> checkout_commit(tempfile.mkdtemp())
     'unknown'
     """
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=folder, text=True,
-                              capture_output=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+    return git_revision(folder) or "unknown"
 
 
 def generation_date():
@@ -42,52 +37,6 @@ def generation_date():
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     when = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
     return when.date().isoformat()
-
-
-def read_environment(run_dir):
-    """What a run's ``env.log`` says: ``torch`` version, git ``revision`` and ``device``.
-
-    ``device`` is ``cpu`` when the run saw no CUDA, else ``CUDA <version>``: the log records
-    whether CUDA was visible to the run, which is where ``--device`` defaults to it.
-
-    Arguments
-    ---------
-    run_dir : str or Path
-        A run folder.
-
-    Returns
-    -------
-    dict
-        The keys found (none without an ``env.log``).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> run = Path(tempfile.mkdtemp())
-    >>> _ = (run / "env.log").write_text("Installed Python packages:\\ntorch==2.5.1\\n====\\n"
-    ...                                  "Git revision:\\nabc1234\\n====\\nCUDA version:\\n12.4\\n")
-    >>> read_environment(run)
-    {'torch': '2.5.1', 'revision': 'abc1234', 'device': 'CUDA 12.4'}
-    >>> _ = (run / "env.log").write_text("Git revision:\\nnot a git checkout\\n====\\nCUDA not available\\n")
-    >>> read_environment(run)
-    {'device': 'cpu'}
-    """
-    try:
-        lines = (Path(run_dir) / ENV_LOG).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return {}
-    found = {}
-    for i, line in enumerate(lines):
-        after = lines[i + 1].strip() if i + 1 < len(lines) else ""
-        if line.lower().startswith("torch=="):
-            found["torch"] = line.split("==", 1)[1].strip()
-        elif line.startswith("Git revision:") and after and after != "not a git checkout":
-            found["revision"] = after
-        elif line.startswith("CUDA version:"):
-            found["device"] = f"CUDA {after}" if after else "CUDA"
-        elif line.startswith("CUDA not available"):
-            found["device"] = "cpu"
-    return found
 
 
 def wall_seconds(run_dir):
