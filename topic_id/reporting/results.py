@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from topic_id.config.registry import load_registry, registry_of, transcriber
+from topic_id.training.run_folder import metrics_file, predictions_file
 
 DATA = Path(__file__).resolve().parent / "data"
 TOPIC_KEYS = ("f1_dev", "f1_test", "uar_dev", "uar_test")
@@ -85,7 +86,7 @@ def collect(results_dir, registry=None, exclude=()):
         expected = seeds if row["table_row"] else []
         present = {s.name for s in folder.iterdir() if s.is_dir()} if folder else set()
         for seed in sorted(set(expected) | present, key=seed_key):
-            path = root / name / seed / "metrics.json"
+            path = metrics_file(root / name / seed)
             if not path.parent.is_dir():
                 out.missing.append((name, seed, "not run"))
             elif not path.is_file():
@@ -328,7 +329,7 @@ def table_two(collection, published=None):
     for entry in rows:
         runs = sorted(collection.runs.get(entry["row"], {}), key=seed_key)
         folder = collection.root / entry["row"]
-        seeds = [s for s in runs if (folder / s / "predictions.csv").is_file()]
+        seeds = [s for s in runs if predictions_file(folder / s).is_file()]
         if seeds:
             systems.append((entry, seeds))
         elif runs:
@@ -346,7 +347,7 @@ def table_two(collection, published=None):
                 notes.append(f"{a['row']} × {b['row']}: no common seed")
                 continue
             try:
-                pa, pb = (_predictions(collection.root / e["row"] / common[0] / "predictions.csv")
+                pa, pb = (_predictions(predictions_file(collection.root / e["row"] / common[0]))
                           for e in (a, b))
             except (OSError, ValueError) as err:
                 notes.append(f"{a['row']} × {b['row']}: {err}")

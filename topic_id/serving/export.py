@@ -38,7 +38,7 @@ import yaml
 
 from corpus_tools.files import atomic_write, replace_dir, temporary_sibling
 from topic_id.models.chunked_encoding import CHUNK_SECONDS
-from topic_id.training.run_folder import Run
+from topic_id.training.run_folder import TOPICS, Run, is_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def find_asr(run, asr=None):
             ckpt = Path(entry["checkpoint"])
             return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None
     init = run.get("init_from")
-    if init and (Path(init) / "hyperparams.yaml").is_file():
+    if init and is_run_folder(init):
         from topic_id.training.transcription import DECODE_MODULES
 
         earlier = Run(init, run.hparams_dir)
@@ -186,10 +186,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
     loadables = [name for name in run.modules if name in paramfiles]
     for name in loadables:
         shutil.copyfile(paramfiles[name], out / f"{name}.ckpt")
-    topics = run.dir / "topics.txt"
-    if not topics.is_file():
-        raise ExportError(f"{topics} is missing: the run's label order is unknown")
-    shutil.copyfile(topics, out / "topics.txt")
+    shutil.copyfile(run.topics_file, out / TOPICS)
 
     overrides = _system_overrides(run, ".")
     uses_text = "text_encoder" in run.doc
@@ -327,9 +324,7 @@ def check_export(folder):
 
 def is_run_dir(folder):
     """True for a training run folder (as opposed to an export)."""
-    folder = Path(folder)
-    return (folder / "hyperparams.yaml").is_file() and (folder / "save").is_dir() \
-        and not (folder / EXPORT_SPEC).is_file()
+    return is_run_folder(folder, trained=True) and not (Path(folder) / EXPORT_SPEC).is_file()
 
 
 CUSTOM_INTERFACE = '''"""The interface of this exported topic-id model, for SpeechBrain's foreign_class:

@@ -45,6 +45,7 @@ from topic_id.table.launchers import (STEP_FIELDS, Runner, Slurm, StepFailed, lo
 from topic_id.errors import ConfigError
 from topic_id.config.overrides import profile_path, profile_overrides, read_yaml_map, top_level_keys
 from topic_id.config.registry import RESULTS_COPY, load_registry, transcriber
+from topic_id.training.run_folder import metrics_file
 
 logger = logging.getLogger(__name__)
 # The recipe checkout (recipes/systems.csv, hparams/): the table runs from its root, where
@@ -371,7 +372,7 @@ def plan(args, rows=None):
     if 3 in wanted:
         steps.append(Step(f"train asr seed {first}",
                           _train_cmd(asr, data, asr_run, first, args, gpus=row_gpus(asr, args)),
-                          asr_run / "metrics.json", [prep, check], kind="asr", row="asr",
+                          metrics_file(asr_run), [prep, check], kind="asr", row="asr",
                           gpus=row_gpus(asr, args)))
     if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
         steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args),
@@ -406,7 +407,7 @@ def plan(args, rows=None):
                 gpus = row_gpus(row, args)
                 steps.append(Step(f"train {row['name']} seed {seed}",
                                   _train_cmd(row, corpus, run_dir, seed, args, extra, gpus=gpus),
-                                  run_dir / "metrics.json", deps, row=row["name"], gpus=gpus))
+                                  metrics_file(run_dir), deps, row=row["name"], gpus=gpus))
     if 6 in wanted:
         results = out / "results"
         markers = [s.done for s in steps if isinstance(s.done, Path)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from speechbrain.utils.checkpoints import DEFAULT_LOAD_HOOKS, get_default_hook
 
-from topic_id.training.run_folder import Run, RunError
+from topic_id.training.run_folder import TOPICS, Run, RunError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def source_checkpoint(run_dir, modules, names, metric, labels_file=None):
     """
     ckpt = best_checkpoint(run_dir, metric)
     if labels_file is not None:
-        theirs = Path(run_dir) / "topics.txt"
+        theirs = Path(run_dir) / TOPICS
         if theirs.is_file() and theirs.read_text() != Path(labels_file).read_text():
             raise TransferError(f"label order of {theirs} differs from {labels_file}: "
                                  "the transferred classifier rows would mean other topics")
