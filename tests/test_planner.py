@@ -19,7 +19,6 @@ def _args(tmp_path, *extra):
     args = pipeline.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu",
                                                *extra])
     return pipeline.settle(args)
-    return args
 
 
 def _deps(steps):
