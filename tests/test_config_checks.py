@@ -1,10 +1,14 @@
-"""Configuration errors stop recipes/train.py before training: one ``error:`` line, exit 2, nothing written."""
+"""topic_id.config.checks: configuration errors stop recipes/train.py before training, one ``error:``
+line, exit 2, nothing written; and the checks themselves, on hyperparameters."""
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
+from topic_id.config.checks import check_choice, check_data, check_encoder_dims, reads_text, text_columns
+from topic_id.errors import ConfigError
 from conftest import ROOT, STANDIN, STANDIN_WAV2VEC2
 
 TEXT = ("hparams/text.yaml", f"--text_dim={STANDIN['hidden_size']}")
@@ -80,3 +84,44 @@ def test_no_traceback_from_the_command_line(tiny_corpus, tmp_path):
     assert out.stderr.strip().splitlines() == [
         "error: --train_subset=transcibed is not one of all, transcribed, untranscribed"]
     assert not (tmp_path / "run").exists()
+
+
+def test_a_choice_is_checked_only_when_the_key_is_set():
+    check_choice({}, "sorting", ("random",))
+    check_choice({"sorting": "random"}, "sorting", ("random",))
+    with pytest.raises(ConfigError, match="--sorting=rnd is not one of random, ascending"):
+        check_choice({"sorting": "rnd"}, "sorting", ("random", "ascending"))
+
+
+def test_text_columns_in_order_of_preference():
+    assert text_columns(" asr_words ,words,") == ["asr_words", "words"] and text_columns("") == []
+
+
+@pytest.mark.parametrize("keys, expected", [({"text_encoder"}, True), ({"text_target"}, True),
+                                            ({"trainer", "train_text"}, True), ({"trainer"}, False),
+                                            ({"audio_encoder"}, False)])
+def test_which_systems_read_text(keys, expected):
+    assert reads_text(dict.fromkeys(keys)) is expected
+
+
+@pytest.mark.parametrize("hparams, message", [
+    ({"text_encoder": SimpleNamespace(dim=32, name="bert"), "text_dim": 768},
+     "--text_dim=768 but the text encoder bert is 32 wide: pass --text_dim=32"),
+    ({"wav2vec2": {"encoder": SimpleNamespace(dim=32)}, "wav2vec2_dim": 1024},
+     "--wav2vec2_dim=1024 but the wav2vec2 model is 32 wide: pass --wav2vec2_dim=32"),
+    ({"wav2vec2": SimpleNamespace(dim=16), "wav2vec2_dim": 32}, "is 16 wide"),
+])
+def test_a_dimension_that_is_not_the_models_says_which_to_pass(hparams, message):
+    with pytest.raises(ConfigError, match=message):
+        check_encoder_dims(hparams)
+
+
+def test_matching_dimensions_pass():
+    check_encoder_dims({"text_encoder": SimpleNamespace(dim=32, name="bert"), "text_dim": 32,
+                        "wav2vec2": {"encoder": SimpleNamespace(dim=16)}, "wav2vec2_dim": 16})
+
+
+def test_a_missing_manifest_says_how_to_make_it(tmp_path):
+    hparams = {f"{s}_csv": str(tmp_path / f"{s}.csv") for s in ("train", "dev", "test")}
+    with pytest.raises(ConfigError, match="train.csv does not exist: prepare the corpus with python -m data_prep"):
+        check_data(hparams)
