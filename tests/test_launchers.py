@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from topic_id.table import planner as pipeline
+from topic_id.table import command, planner as pipeline
 from topic_id.table.launchers import Runner, Slurm, StepFailed, load_slurm_config, resources
 from topic_id.table.planner import Step
 from topic_id.errors import ConfigError
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _args(tmp_path, *extra):
-    args = pipeline.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path / "out"), *extra])
-    return pipeline.settle(args)
+    args = command.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path / "out"), *extra])
+    return command.settle(args)
 
 
 def _gpu_probe(path, seconds=0.3):
@@ -58,7 +58,7 @@ def test_a_step_needing_more_gpus_than_the_pool_is_refused(tmp_path):
 
 
 def test_dry_run_assigns_the_gpus_and_writes_nothing(tmp_path, capsys):
-    code = pipeline.main(["--corpus", "demo", "--out", str(tmp_path / "out"), "--dry-run",
+    code = command.main(["--corpus", "demo", "--out", str(tmp_path / "out"), "--dry-run",
                           "--device", "cuda", "--gpus", "0,1"])
     printed = capsys.readouterr().out
     assert code == 0
@@ -102,7 +102,7 @@ def test_a_missing_pretrained_model_stops_the_table_before_anything_runs(tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     start = time.time()
     with pytest.raises(SystemExit) as stop:
-        pipeline.main(["--corpus", "demo", "--size", "tiny", "--profile", "paper", "--device", "cpu",
+        command.main(["--corpus", "demo", "--size", "tiny", "--profile", "paper", "--device", "cpu",
                        "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and time.time() - start < 60
@@ -124,7 +124,7 @@ def test_cpu_steps_take_no_gpu(tmp_path):
 ])
 def test_bad_device_settings_are_one_line_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as stop:
-        pipeline.main(["--out", str(tmp_path / "out"), *argv])
+        command.main(["--out", str(tmp_path / "out"), *argv])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
 
@@ -146,7 +146,7 @@ def test_slurm_config_sections_and_errors(tmp_path):
 
 
 def test_slurm_dry_run_prints_jobs_with_their_dependencies(tmp_path, capsys):
-    code = pipeline.main(["--corpus", "demo", "--size", "tiny", "--profile", "tiny", "--out", str(tmp_path / "out"),
+    code = command.main(["--corpus", "demo", "--size", "tiny", "--profile", "tiny", "--out", str(tmp_path / "out"),
                           "--launcher", "slurm", "--device", "cuda", "--dry-run", "--systems", "text_man"])
     printed = capsys.readouterr().out
     assert code == 0 and not (tmp_path / "out").exists()
@@ -185,7 +185,7 @@ def test_the_table_runs_as_slurm_jobs_as_it_runs_locally(tmp_path, systems):
     done = _table(tmp_path / "slurm", "--launcher", "slurm", "--slurm-config", str(config), "--wait", *rows)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = json.loads((tmp_path / "slurm" / "logs" / "slurm_jobs.json").read_text())
-    steps = pipeline.plan(pipeline.settle(pipeline.build_parser().parse_args(
+    steps = pipeline.plan(command.settle(command.build_parser().parse_args(
         ["--corpus", "demo", "--size", "tiny", "--profile", "tiny", "--device", "cpu",
          "--out", str(tmp_path / "slurm"), *rows])))
     assert set(jobs) == {s.label for s in steps}  # every step was a job

@@ -11,14 +11,15 @@ import time
 
 import pytest
 
-from topic_id.table import planner as pipeline
-from topic_id.table.planner import Runner, Step, StepFailed
+from topic_id.table import command, planner as pipeline
+from topic_id.table.launchers import STEP_FIELDS, Runner, StepFailed
+from topic_id.table.planner import Step
 
 
 def _args(tmp_path, *extra):
-    args = pipeline.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu",
+    args = command.build_parser().parse_args(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu",
                                                *extra])
-    return pipeline.settle(args)
+    return command.settle(args)
 
 
 def _deps(steps):
@@ -67,7 +68,7 @@ def test_systems_chooses_rows_and_what_they_need(tmp_path, capsys):
     labels = {s.label for s in pipeline.plan(_args(tmp_path, "--systems", "text_pipeline"))}
     assert {"train asr seed 1", "transcribe with asr", "train text_pipeline seed 1"} <= labels
     with pytest.raises(SystemExit) as stop:
-        pipeline.main(["--out", str(tmp_path), "--systems", "text_pipeline,nope"])
+        command.main(["--out", str(tmp_path), "--systems", "text_pipeline,nope"])
     assert stop.value.code == 2
     assert capsys.readouterr().err.startswith("error: --systems names no registry row nope; the rows are asr,")
 
@@ -154,7 +155,7 @@ def test_runner_records_what_became_of_each_step(tmp_path):
     assert float(rows["new"]["finished"]) - float(rows["new"]["started"]) == pytest.approx(
         float(rows["new"]["seconds"]), abs=0.11)
     Runner(tmp_path, jobs=1)  # a new invocation starts a new record
-    assert (tmp_path / "logs" / "steps.csv").read_text().strip() == ",".join(pipeline.STEP_FIELDS)
+    assert (tmp_path / "logs" / "steps.csv").read_text().strip() == ",".join(STEP_FIELDS)
 
 
 def test_the_report_step_reads_the_step_record(tmp_path):

@@ -1,8 +1,8 @@
-"""``python -m topic_id.table``: run the table (see :mod:`topic_id.table.planner`)."""
+"""``python -m topic_id.table``: run the table (see :mod:`topic_id.table.command`)."""
 
 import sys
 
-from topic_id.table.planner import main
+from topic_id.table.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,6 @@ import logging
 import os
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
