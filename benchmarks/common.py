@@ -14,7 +14,7 @@ import torch
 import yaml
 from hyperpyyaml import load_hyperpyyaml
 
-from data_prep.manifest import manifest_columns, read_manifest
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.config.overrides import resolve_overrides
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import torch
 from benchmarks.common import (ROOT, Row, best, load_system, make_brain, quiet_logs, subset_corpus,
                                train_epochs)
 from benchmarks.long_input import long_recording_rows
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id.training import dataio
 from topic_id.training.brains import TopicBrain
 

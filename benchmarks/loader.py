@@ -25,7 +25,7 @@ import speechbrain as sb
 
 from benchmarks.common import Row, load_system
 from data_prep.lahjoita_puhetta import convert_audio
-from data_prep.manifest import manifest_columns, read_manifest
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.training import dataio
 
 ASSUMED_STEP_SECONDS = (0.1, 0.2)

@@ -19,7 +19,7 @@ import soundfile
 import speechbrain as sb
 import torch
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id.training import dataio
 
 

@@ -26,7 +26,7 @@ import sys
 
 import torch
 
-from data_prep.manifest import linked_copy
+from data_prep.prepared import linked_copy
 from topic_id.training.transcription import transcribe
 from topic_id.training.transfer import TransferError
 

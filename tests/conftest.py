@@ -73,7 +73,7 @@ def one_thread():
 def tiny_corpus(tmp_path_factory):
     """The tiny built-in corpus with stand-ins at ``<corpus>/standin_bert`` and ``standin_wav2vec2``."""
     from data_prep.demo_corpus import prepare_demo
-    from data_prep.manifest import read_manifest
+    from data_prep.prepared import read_manifest
     from topic_id.standins.bert import build_standin
     from topic_id.standins.wav2vec2 import build_standin as build_standin_wav2vec2
 
@@ -103,9 +103,8 @@ def registry_runs(tiny_corpus, tmp_path_factory, train):
     ``(run dir, corpus)``; later calls return the same run.
     """
     import subprocess
-    import sys
 
-    from data_prep.manifest import linked_copy
+    from data_prep.prepared import linked_copy
     from topic_id.config.registry import load_registry, transcriber
 
     root = tmp_path_factory.mktemp("runs")

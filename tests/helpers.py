@@ -252,8 +252,8 @@ def read_dropped(folder):
 
 def read_prepared(folder, **read_options):
     """``(rows, dropped, summary)`` of a prepared folder: ``rows`` maps each split to its manifest rows
-    (``data_prep.manifest.read_manifest`` with ``read_options``)."""
-    from data_prep.manifest import read_manifest
+    (``data_prep.prepared.read_manifest`` with ``read_options``)."""
+    from data_prep.prepared import read_manifest
 
     rows = {split: read_manifest(Path(folder) / f"{split}.csv", **read_options) for split in ("train", "dev", "test")}
     return rows, read_dropped(folder), json.loads((Path(folder) / "summary.json").read_text(encoding="utf-8"))

@@ -9,7 +9,9 @@ import pytest
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from data_prep.manifest import read_manifest, write_csv
+from data_prep.manifest import write_csv
+
+from data_prep.prepared import read_manifest
 from topic_id.training import transcription
 from topic_id.training.asr_tokenizer import filter_repetitions
 from conftest import ROOT

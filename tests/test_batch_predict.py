@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id import cli
 from topic_id.serving import batch_predict
 from topic_id.serving.export import export_run

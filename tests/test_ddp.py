@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 
 pytestmark = pytest.mark.training
 

@@ -15,7 +15,8 @@ from helpers import read_dropped
 from data_prep import demo_corpus, demo_text
 from data_prep.demo_corpus import bow_baseline, prepare_demo
 from data_prep.espeak import Synthesizer
-from data_prep.manifest import COLUMNS, OUTPUTS, PrepError, Row, read_manifest, read_topics, validate
+from data_prep.manifest import COLUMNS, OUTPUTS, PrepError, Row, validate
+from data_prep.prepared import read_manifest, read_topics
 from data_prep.speak import speak_csv
 from data_prep.text_norm import normalize_transcript
 from data_prep.topics import TOPICS

@@ -15,7 +15,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.checkpoints import Checkpointer
 
-from data_prep.manifest import linked_copy, read_manifest
+from data_prep.prepared import linked_copy, read_manifest
 from topic_id.models.nnet import TextBLSTM
 from topic_id.config.registry import load_registry
 from conftest import REGISTRY, ROOT

@@ -18,7 +18,7 @@ import soundfile
 import torch
 from speechbrain.utils.data_utils import batch_pad_right
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id import cli
 from topic_id.training.dataio import load_audio
 from topic_id.serving.export import export_run

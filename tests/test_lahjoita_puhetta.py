@@ -10,7 +10,8 @@ from helpers import make_toy_lp_corpus, read_dropped
 
 from data_prep.__main__ import main
 from data_prep.lahjoita_puhetta import find_parts, prepare_lahjoita_puhetta
-from data_prep.manifest import COLUMNS, PrepError, read_manifest
+from data_prep.manifest import COLUMNS, PrepError
+from data_prep.prepared import read_manifest
 from data_prep.text_norm import normalize_transcript
 from data_prep.topics import THEME_TO_TOPIC, TOPICS
 

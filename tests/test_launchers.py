@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from topic_id.table import command, planner as pipeline
-from topic_id.table.launchers import Runner, Slurm, StepFailed, load_slurm_config, resources
+from topic_id.table.launchers import Runner, StepFailed, load_slurm_config, resources
 from topic_id.table.planner import Step
 from topic_id.errors import ConfigError
 

@@ -16,7 +16,7 @@ import json
 
 import pytest
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 
 pytestmark = pytest.mark.training
 

@@ -9,9 +9,10 @@ import soundfile
 from data_prep import manifest
 from corpus_tools.files import atomic_write
 from data_prep.manifest import (
-    COLUMNS, DONE_MARKER, Dropped, PrepError, Row, audio_duration, check_duration,
-    read_manifest, read_topics, start, validate, write_prepared,
+    COLUMNS, DONE_MARKER, Dropped, PrepError, Row, audio_duration, check_duration, start, validate,
+    write_prepared,
 )
+from data_prep.prepared import manifest_columns, read_manifest, read_topics
 
 TOPICS = ["a", "b"]
 
@@ -187,7 +188,7 @@ def test_read_manifest_resolves_data_root_keeps_order_and_empty_values(tmp_path)
     assert read_manifest(path, data_root="/data")[0]["wav"] == "/data/u2.wav"
     written = read_manifest(path, as_written=True)
     assert written[0]["wav"] == "$data_root/u2.wav" and written[0]["duration"] == "1.000"
-    assert manifest.manifest_columns(path) == list(COLUMNS)
+    assert manifest_columns(path) == list(COLUMNS)
 
 
 def test_read_manifest_of_audio_alone_and_a_bad_duration(tmp_path):

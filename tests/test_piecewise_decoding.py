@@ -16,7 +16,7 @@ import pytest
 import torch
 from speechbrain.utils.edit_distance import alignment, op_table
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id.models import piecewise_decoding
 from topic_id.models.piecewise_decoding import fixed_windows, join_hypotheses, segment
 from topic_id.training import asr, transcription

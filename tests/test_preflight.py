@@ -10,7 +10,7 @@ import time
 import pytest
 from huggingface_hub import constants
 
-from topic_id.config import preflight
+from topic_id.config import corpus_fit, preflight
 from topic_id.errors import ConfigError
 from topic_id.config.registry import load_registry
 
@@ -131,41 +131,41 @@ def test_a_folder_that_does_not_load_names_the_model(rows, tiny_corpus, tmp_path
 
 def test_too_many_sentencepiece_units_for_the_corpus_name_the_key(rows, tiny_corpus):
     with pytest.raises(ConfigError) as err:
-        preflight.check_corpus([rows["asr"], rows["multitask_s1"]], tiny_corpus, profile="paper", root=ROOT)
+        corpus_fit.check_corpus([rows["asr"], rows["multitask_s1"]], tiny_corpus, profile="paper", root=ROOT)
     message = str(err.value)
     assert "\n" not in message
     assert message.startswith("asr, multitask_s1: output_neurons=1000, but SentencePiece cannot make 1000 "
                               "unigram units from the 24 transcribed training texts of ")
     limit = int(message.split("lower --output_neurons to ")[1].split()[0])
     assert 40 < limit < 1000
-    assert preflight.check_corpus([rows["asr"]], tiny_corpus, profile="paper", root=ROOT,
+    assert corpus_fit.check_corpus([rows["asr"]], tiny_corpus, profile="paper", root=ROOT,
                                   extra=[f"--output_neurons={limit}"]) == 2
     with pytest.raises(ConfigError, match=f"^asr: output_neurons={limit + 1}, .* to {limit} or fewer"):
-        preflight.check_corpus([rows["asr"]], tiny_corpus, profile="paper", root=ROOT,
+        corpus_fit.check_corpus([rows["asr"]], tiny_corpus, profile="paper", root=ROOT,
                                extra=[f"--output_neurons={limit + 1}"])
     with pytest.raises(ConfigError, match=r"^asr: output_neurons=10, .*: raise --output_neurons to \d+ or more"):
-        preflight.check_corpus([rows["asr"]], tiny_corpus, profile="tiny", root=ROOT, extra=["--output_neurons=10"])
+        corpus_fit.check_corpus([rows["asr"]], tiny_corpus, profile="tiny", root=ROOT, extra=["--output_neurons=10"])
 
 
 def test_every_row_of_the_demo_profile_fits_the_tiny_corpus(rows, tiny_corpus):
     # text_pipeline and the others read asr_words, which the tiny corpus does not have yet: the
     # transcription step fills it, so that is no error.
-    assert preflight.check_corpus(list(rows.values()), tiny_corpus, profile="demo", root=ROOT) == 17
+    assert corpus_fit.check_corpus(list(rows.values()), tiny_corpus, profile="demo", root=ROOT) == 17
 
 
 def test_other_corpus_problems_name_the_key(rows, corpus_copy):
     with pytest.raises(ConfigError, match="^row text_man: n_topics is 5 but .*topics.txt lists 8 topics"):
-        preflight.check_corpus([rows["text_man"]], corpus_copy, extra=["--n_topics=5"], root=ROOT)
+        corpus_fit.check_corpus([rows["text_man"]], corpus_copy, extra=["--n_topics=5"], root=ROOT)
     with pytest.raises(ConfigError, match="^row text_man: --eval_text=asr_words: dev.csv has no column|"
                                           "^row text_man: --eval_text=asr_words: no dev row has text"):
-        preflight.check_corpus([rows["text_man"]], corpus_copy, extra=["--eval_text=asr_words"], root=ROOT)
+        corpus_fit.check_corpus([rows["text_man"]], corpus_copy, extra=["--eval_text=asr_words"], root=ROOT)
     with pytest.raises(ConfigError, match="^row asr: no transcribed training row is at most "
                                           "avoid_if_longer_than=0.5 s long: raise --avoid_if_longer_than"):
-        preflight.check_corpus([rows["asr"]], corpus_copy, profile="tiny", extra=["--avoid_if_longer_than=0.5"],
+        corpus_fit.check_corpus([rows["asr"]], corpus_copy, profile="tiny", extra=["--avoid_if_longer_than=0.5"],
                                root=ROOT)
     (corpus_copy / "topics.txt").unlink()
     with pytest.raises(ConfigError, match="topics.txt is missing: prepare the corpus first"):
-        preflight.check_corpus([rows["text_man"]], corpus_copy, root=ROOT)
+        corpus_fit.check_corpus([rows["text_man"]], corpus_copy, root=ROOT)
 
 
 def _cli(*args, hub):

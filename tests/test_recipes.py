@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id.config.registry import load_registry
 from conftest import REGISTRY
 

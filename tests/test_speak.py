@@ -10,7 +10,7 @@ import numpy as np
 import soundfile
 
 from data_prep.csv_corpus import prepare_csv_corpus
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from data_prep.speak import speak_csv
 
 ROWS = [  # ID, text, topic, speaker, split

@@ -9,7 +9,9 @@ that says what to change.
 
 from pathlib import Path
 
-from data_prep.manifest import SUBSETS, PrepError, manifest_columns, read_manifest
+from data_prep.manifest import SUBSETS, PrepError
+
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.errors import ConfigError
 
 SORTINGS = ("random", "ascending", "descending")
@@ -31,7 +33,7 @@ def check_choice(hparams, key, choices):
 
 
 def checked_manifest(path):
-    """``(columns, rows)`` of a manifest CSV (:func:`data_prep.manifest.read_manifest`), or
+    """``(columns, rows)`` of a manifest CSV (:func:`data_prep.prepared.read_manifest`), or
     ConfigError when it is missing or unreadable."""
     path = Path(path)
     if not path.is_file():

@@ -27,7 +27,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from data_prep.manifest import read_topics
+from data_prep.prepared import read_topics
 from topic_id.errors import ConfigError
 
 _TOP_KEY = re.compile(r"^([A-Za-z_]\w*)\s*:", re.MULTILINE)

@@ -11,32 +11,27 @@ whichever step first needs them, after the days of the steps before. Two checks,
   resolved by :func:`topic_id.models.hub.resolve_model` and its config and tokenizer or feature extractor
   are loaded as the training code will load them; no weights are read. Models that an earlier step
   builds (the demo's stand-ins) are passed as ``built`` and skipped.
-- :func:`check_corpus`: on the prepared manifests, what a step would otherwise die of: the
+- :func:`topic_id.config.corpus_fit.check_corpus`: on the prepared manifests, what a step would otherwise die of: the
   SentencePiece units of an ASR (a unigram model needs enough distinct pieces in the transcribed
   training text; SentencePiece itself says how many are possible), ``n_topics`` against
   ``topics.txt``, a ``train_subset`` or duration limit that leaves no training row, and text columns
   the corpus lacks (except ``asr_words`` of a row whose transcription step fills it later).
 
-The YAMLs are resolved without being instantiated (instantiating loads weights): HyperPyYAML's own
-:func:`~hyperpyyaml.core.resolve_references` with the merged overrides of
-:mod:`topic_id.config.overrides`, then a walk for the classes above (:data:`MODEL_CLASSES`).
+The YAMLs are resolved without being instantiated (instantiating loads weights:
+:mod:`topic_id.config.row_config`), then walked for the classes above (:data:`MODEL_CLASSES`).
 
 ``python -m topic_id.config.preflight --registry recipes/systems.csv --data DIR --profile paper`` runs
 both from the command line (:func:`main`).
 """
 
 import argparse
-import contextlib
-import csv
 import logging
-import os
-import random
-import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from topic_id.config.corpus_fit import check_corpus
+from topic_id.config.row_config import instances, row_hparams
 from topic_id.errors import ConfigError, exit_with, one_line
 from topic_id.models.hub import TEXT_ENCODER, WAV2VEC2, ModelNotFound, load_config, load_tokenizer, refetch, resolve_model
 
@@ -47,10 +42,6 @@ MODEL_CLASSES = {
     "topic_id.models.ssl_encoder.Wav2Vec2": (WAV2VEC2, "wav2vec2_dim"),
 }
 """The classes of the system YAMLs that load a pretrained model: its kind, and the key of its width."""
-TOKENIZER_CLASS = "topic_id.training.asr_tokenizer.Tokenizer"
-TOKENIZER_SAMPLE = 10_000
-"""Transcripts a SentencePiece trial trains on at first: more only when these are too few, so that
-the check takes seconds on LP's ~100k transcribed recordings."""
 
 
 @dataclass
@@ -87,93 +78,6 @@ class NeededModel:
     def kind(self):
         """The :class:`topic_id.models.hub.ModelKind` of the messages."""
         return MODEL_CLASSES[self.class_name][0]
-
-
-def row_hparams(row, data, profile=None, extra=(), root=".", corpus=False):
-    """One registry row's hyperparameters as the table gives them, references resolved, nothing built.
-
-    Arguments
-    ---------
-    row : dict
-        A row of :func:`topic_id.config.registry.load_registry`.
-    data : str or Path
-        The corpus folder (``--data_folder``; need not exist yet unless ``corpus``).
-    profile : str, optional
-        The table's ``--profile``.
-    extra : sequence of str
-        The user's extra ``--key=value`` arguments, after the row's own (a ``--profile`` there wins).
-    root : str or Path
-        The checkout the registry's ``hparams`` paths are relative to.
-    corpus : bool
-        The corpus exists: ``n_topics`` then defaults to its ``topics.txt``, as in ``train.py``
-        (``text_dim`` and ``wav2vec2_dim`` default to the widths of the models already on this
-        machine either way: :func:`topic_id.config.overrides.derived_keys`).
-
-    Returns
-    -------
-    dict
-        The YAML tree (ruamel round-trip): plain values, and tagged mappings (``!new:...``) for the
-        objects a training run would build.
-
-    Raises
-    ------
-    ConfigError
-        An unknown key, profile or YAML.
-    """
-    import ruamel.yaml
-    from hyperpyyaml.core import resolve_references
-    from speechbrain import parse_arguments
-
-    from topic_id.config.overrides import resolve_overrides, split_profile
-
-    hparams_file = Path(root) / row["hparams"]
-    if not hparams_file.is_file():
-        raise ConfigError(f"row {row['name']}: {hparams_file} does not exist (give --root, the checkout "
-                          "the registry's hparams paths are relative to)")
-    given, args = split_profile([*row["overrides"], *extra])
-    profile = given or profile
-    # SpeechBrain's parser, as train.py's: run options (--device, --precision) are not overrides.
-    _, _, overrides = parse_arguments([str(hparams_file), f"--data_folder={data}", *args])
-    overrides = resolve_overrides(hparams_file, overrides, profile, corpus=corpus)
-    try:
-        with open(hparams_file, encoding="utf-8") as f:
-            stream = resolve_references(f, overrides)
-    except ValueError as err:  # a !PLACEHOLDER left, an override of the wrong structure
-        raise ConfigError(f"row {row['name']}: {hparams_file}: {err}") from None
-    return ruamel.yaml.YAML().load(stream)
-
-
-def _tag(node):
-    return getattr(getattr(node, "tag", None), "value", None) or ""
-
-
-def instances(tree, class_name):
-    """The argument mappings of every ``!new:<class_name>`` in a resolved YAML tree (each object once).
-
-    Example
-    -------
-    >>> import io, ruamel.yaml
-    >>> tree = ruamel.yaml.YAML().load(io.StringIO("a: !new:x.Y {s: 1}\\nb: [!new:x.Y {s: 2}]"))
-    >>> [dict(args) for args in instances(tree, "x.Y")]
-    [{'s': 1}, {'s': 2}]
-    """
-    found, seen, todo = [], set(), [tree]
-    while todo:
-        node = todo.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if _tag(node) == f"!new:{class_name}" and isinstance(node, dict):
-            found.append(node)
-        if isinstance(node, dict):
-            todo.extend(reversed(list(node.values())))
-        elif isinstance(node, list):
-            todo.extend(reversed(node))
-    # References resolve to copies: one object per distinct argument set.
-    unique = {}
-    for args in found:
-        unique.setdefault(repr(sorted((str(k), repr(v)) for k, v in args.items())), args)
-    return list(unique.values())
 
 
 def _is_under(source, paths):
@@ -288,166 +192,6 @@ def check_models(rows, data, profile=None, extra=(), root=".", built=()):
                                   f"{width} wide: pass --{width_key}={width}")
         checked.append(name)
     return checked, [need.source for need in skipped]
-
-
-def _manifest(path):
-    from topic_id.config.checks import checked_manifest
-
-    return checked_manifest(path)[1]
-
-
-def _units_fix(failure):
-    """What to do about a failed SentencePiece training, from its message.
-
-    Example
-    -------
-    >>> _units_fix("Vocabulary size too high (1000). Please set it to a value <= 164.")
-    'lower --output_neurons to 164 or fewer, or give the ASR more transcribed data'
-    >>> _units_fix("Vocabulary size is smaller than required_chars. 10 vs 24. Increase vocab_size")
-    'raise --output_neurons to 24 or more (one unit per character of the text, and <unk>)'
-    """
-    message = " ".join(str(failure).split())
-    high = re.search(r"value <= (\d+)", message)
-    if high:
-        return f"lower --output_neurons to {high.group(1)} or fewer, or give the ASR more transcribed data"
-    low = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
-    if low:
-        return f"raise --output_neurons to {low.group(1)} or more (one unit per character of the text, and <unk>)"
-    return f"change --output_neurons ({message})"
-
-
-@contextlib.contextmanager
-def _silenced():
-    """Discard what is written to stdout and stderr meanwhile, by C++ code too (SentencePiece's trainer
-    logs every setting and EM step there); the errors that matter come back as exceptions."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(os.devnull, "w") as null:
-        os.dup2(null.fileno(), 1)
-        os.dup2(null.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def check_units(tokenizer, rows_needing):
-    """Train the SentencePiece model an ASR row would train, in a scratch folder; ConfigError if impossible.
-
-    SentencePiece's own trainer decides (a unigram model of N units needs enough distinct pieces
-    in the text; no closed formula gives its limit). At most :data:`TOKENIZER_SAMPLE` transcripts
-    are used first; only when those are too few is the whole training text tried.
-
-    Arguments
-    ---------
-    tokenizer : mapping
-        The arguments of a ``!new:topic_id.training.asr_tokenizer.Tokenizer`` of a resolved YAML.
-    rows_needing : list of str
-        The rows that train it, for the message.
-    """
-    from topic_id.training.asr_tokenizer import Tokenizer
-
-    train_csv = tokenizer["train_csv"]
-    texts = [r["words"].strip() for r in _manifest(train_csv)
-             if r.get("subset") == "transcribed" and (r.get("words") or "").strip()]
-    who = ", ".join(rows_needing)
-    if not texts:
-        raise ConfigError(f"{who}: no transcribed row of {train_csv} has words to train the ASR's "
-                          "SentencePiece units on; give the corpus manual transcripts (words column)")
-    sample = texts if len(texts) <= TOKENIZER_SAMPLE else random.Random(0).sample(texts, TOKENIZER_SAMPLE)
-    settings = {k: tokenizer[k] for k in ("vocab_size", "model_type", "character_coverage",
-                                          "max_sentencepiece_length") if k in tokenizer}
-    for attempt in (sample, texts) if len(sample) < len(texts) else (texts,):
-        with tempfile.TemporaryDirectory(prefix="preflight-units-") as tmp:
-            text_csv = Path(tmp) / "train.csv"
-            with open(text_csv, "w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(["subset", "words"])
-                writer.writerows(["transcribed", t] for t in attempt)
-            try:
-                with _silenced():
-                    Tokenizer(Path(tmp) / "units", str(text_csv), **settings).train()
-                return
-            except ValueError as err:
-                failure = err.__cause__ or err
-    n, unit = settings["vocab_size"], settings.get("model_type", "unigram")
-    raise ConfigError(f"{who}: output_neurons={n}, but SentencePiece cannot make {n} {unit} units "
-                      f"from the {len(texts)} transcribed training texts of {train_csv}: {_units_fix(failure)}")
-
-
-def check_corpus(rows, data, profile=None, extra=(), root="."):
-    """Check a prepared corpus against what the rows, under the profile, will ask of it.
-
-    Arguments
-    ---------
-    rows : list of dict
-        Registry rows to train.
-    data : str or Path
-        The prepared corpus (``train.csv``, ``dev.csv``, ``test.csv``, ``topics.txt``).
-    profile, extra, root
-        As :func:`row_hparams`.
-
-    Returns
-    -------
-    int
-        The number of checks that ran.
-
-    Raises
-    ------
-    ConfigError
-        One line naming the row and the key to change.
-    """
-    from data_prep.manifest import PrepError, read_topics
-    from topic_id.config.checks import check_data, text_columns
-    from topic_id.config.registry import transcriber
-
-    try:
-        n_labels = len(read_topics(data))
-    except PrepError as err:
-        raise ConfigError(str(err)) from None
-    units, checks = {}, 0
-    for row in rows:
-        hp = row_hparams(row, data, profile, extra, root, corpus=True)
-        if "n_topics" in hp and int(hp["n_topics"]) != n_labels:
-            raise ConfigError(f"row {row['name']}: n_topics is {hp['n_topics']} but {Path(data) / 'topics.txt'} "
-                              f"lists {n_labels} topics: drop the --n_topics override or set it to {n_labels}")
-        filled_later = transcriber(row) is not None
-        visible = dict(hp)
-        if filled_later:  # its transcription step adds asr_words: check only the other columns
-            for key in ("train_text", "eval_text"):
-                if key in visible:
-                    kept = [c for c in text_columns(visible[key]) if c != "asr_words"]
-                    visible[key] = ",".join(kept)
-                    if not kept:
-                        visible = {k: v for k, v in visible.items()
-                                   if k not in ("text_encoder", "text_target", "trainer")}
-        try:
-            check_data(visible)
-        except ConfigError as err:
-            raise ConfigError(f"row {row['name']}: {err}") from None
-        limit = hp.get("avoid_if_longer_than")
-        if limit:
-            subset = hp.get("train_subset", "all")
-            kept = [r for r in _manifest(hp["train_csv"]) if (subset == "all" or r.get("subset") == subset)
-                    and float(r.get("duration") or 0) <= float(limit)]
-            if not kept:
-                raise ConfigError(f"row {row['name']}: no {subset} training row is at most "
-                                  f"avoid_if_longer_than={limit} s long: raise --avoid_if_longer_than "
-                                  "or set it to null")
-        for args in instances(hp, TOKENIZER_CLASS):
-            key = tuple(sorted((str(k), repr(v)) for k, v in args.items() if k != "model_dir"))
-            units.setdefault(key, (args, []))[1].append(row["name"])
-        checks += 1
-    for args, names in units.values():
-        check_units(args, names)
-        checks += 1
-    return checks
 
 
 def build_parser():

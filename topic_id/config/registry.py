@@ -11,7 +11,7 @@ the manual transcript at test time is marked as such).
 ``needs`` is empty (the prepared corpus as it is), ``asr_words`` (``asr_words`` filled by the
 standalone ASR, row ``asr``) or ``own_asr:<row>`` (filled by the ASR of an earlier row, e.g. the
 multi-task system's stage 1). Each ASR writes into its own corpus copy (manifests copied, audio and
-caches linked: ``data_prep.manifest.linked_copy``), so the manifest columns stay those of the
+caches linked: ``data_prep.prepared.linked_copy``), so the manifest columns stay those of the
 contract and no ASR's transcripts overwrite another's.
 """
 

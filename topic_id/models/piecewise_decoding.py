@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from corpus_tools.pauses import find_pauses
-from data_prep.manifest import PrepError, read_manifest
+from data_prep.manifest import PrepError
+from data_prep.prepared import read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from topic_id.training.run_folder import LOG, git_revision, read_environment  # noqa: F401 (the report's)
+from topic_id.training.run_folder import LOG, git_revision
 
 # SpeechBrain's log line: "2026-12-07 08:37:35,178 - speechbrain.core - INFO - Beginning experiment!"
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) - ")

@@ -26,6 +26,7 @@ from topic_id.reporting import provenance
 from topic_id.reporting.claims import check_claims, claims_section
 from corpus_tools.files import atomic_write
 from topic_id.training.metrics import plot_confusion
+from topic_id.training.run_folder import read_environment
 from topic_id.reporting.results import (
     ASR_KEYS,
     DATA,
@@ -286,7 +287,7 @@ def _distinct(values, none="not recorded"):
 def _header(collection, corpus):
     """The opening of ``RESULTS.md``: title, the generation line (date, commit), what the runs say."""
     runs = [collection.root / row / seed for row in collection.runs for seed in collection.runs[row]]
-    env = [provenance.read_environment(run) for run in runs]
+    env = [read_environment(run) for run in runs]
     facts = [f"- corpus: `{corpus}`",
              f"- seeds: {', '.join(_seeds(collection)) or 'none'}",
              f"- finished runs: {len(runs)}; missing or partial: {len(collection.missing)}",

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import soundfile
 
-from data_prep.manifest import PrepError, manifest_columns, read_manifest
+from data_prep.manifest import PrepError
+
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.errors import ConfigError
 from topic_id.serving.inference import InputError, TopicIdentifier, check_audio, classify_signals, load_model
 

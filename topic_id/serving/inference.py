@@ -30,7 +30,7 @@ from speechbrain.dataio.batch import PaddedData
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.data_utils import batch_pad_right
 
-from data_prep.manifest import read_topics
+from data_prep.prepared import read_topics
 from topic_id.models.chunked_encoding import CHUNK_SECONDS, LongInput
 from topic_id.serving.export import ExportError, check_export, export_run, is_run_dir
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from corpus_tools.files import atomic_write, temporary_sibling
-from data_prep.manifest import manifest_columns, read_manifest
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.models.hub import STANDIN_MARKER
 from topic_id.standins import standin_settings, swap_dir
 

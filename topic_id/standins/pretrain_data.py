@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data_prep.manifest import PrepError, manifest_columns, read_manifest
+from data_prep.manifest import PrepError
+
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.training.dataio import load_audio
 
 # The modules of one pretraining run share its logger, so that pretrain.log records all of them.

@@ -16,11 +16,10 @@ import speechbrain as sb
 import torch
 
 from corpus_tools.files import atomic_write
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 from topic_id.models.encoders import encode_frames
 from topic_id.models.piecewise_decoding import segment_limit
 from topic_id.training import metrics
-from topic_id.training.asr_tokenizer import Tokenizer  # noqa: F401 (saved run folders name it here)
 from topic_id.training.base import BaseBrain
 from topic_id.training.transcription import audio_fingerprint, decode
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from speechbrain.tokenizers.SentencePiece import SentencePiece
 
-from data_prep.manifest import read_manifest
+from data_prep.prepared import read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import torch
 from topic_id.models.encoders import encode_frames
 from topic_id.models.nnet import masked_mean
 from topic_id.training import metrics
-from topic_id.training.base import BaseBrain, selection  # noqa: F401 (imported from here by recipes/train.py)
+from topic_id.training.base import BaseBrain
 
 logger = logging.getLogger(__name__)
 

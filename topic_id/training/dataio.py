@@ -20,7 +20,7 @@ import speechbrain as sb
 import torch
 
 from corpus_tools.audio import resampler
-from data_prep.manifest import read_topics
+from data_prep.prepared import read_topics
 from topic_id.config.checks import text_columns
 from topic_id.errors import ConfigError
 

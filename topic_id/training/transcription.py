@@ -20,7 +20,8 @@ import torch
 from speechbrain.utils.data_utils import batch_pad_right
 
 from corpus_tools.files import atomic_write
-from data_prep.manifest import manifest_columns, read_manifest, write_csv
+from data_prep.manifest import write_csv
+from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.models.encoders import encode_frames, frame_lengths
 from topic_id.models.piecewise_decoding import join_hypotheses, segment, segment_limit
 
@@ -71,7 +72,7 @@ def load_asr(run_dir, device="cpu", max_segment_seconds=None):
 
 
 def audio_fingerprint(rows):
-    """A digest of which audio file each row ID names (rows as :func:`data_prep.manifest.read_manifest`
+    """A digest of which audio file each row ID names (rows as :func:`data_prep.prepared.read_manifest`
     gives them, ``$data_root`` resolved).
 
     A transcribed corpus copy links the original's audio, so both give the same digest.
