@@ -225,7 +225,7 @@ def _write_csv(path, header, rows):
         writer.writerows(rows)
 
 
-@pytest.mark.skipif(not SIB200.is_dir(), reason="../shared/data/sib200_fin not present")
+@pytest.mark.skipif(not SIB200.is_dir(), reason="the SIB-200 Finnish text set is not beside the checkout")
 def test_speak_csv_on_sib200_rows(tmp_path):
     with open(SIB200 / "dev.tsv", encoding="utf-8", newline="") as f:
         source = list(csv.DictReader(f, delimiter="\t"))[:12]
