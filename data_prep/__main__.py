@@ -8,6 +8,7 @@ Examples::
     python -m data_prep csv my_corpus/metadata.csv data/mine --audio-root my_corpus/audio
     python -m data_prep folder my_corpus/ data/mine
     python -m data_prep speak texts.csv data/spoken
+    python -m data_prep import-transcripts data/lp whisper/text --column whisper_words
 
 A problem with the input ends the command with one line ``error: <what and how to fix it>`` and
 exit status 2; nothing already prepared is touched. So does a preparation whose kept rows cannot
@@ -63,6 +64,15 @@ def _speak(args):
     from data_prep.speak import speak_csv
 
     speak_csv(args.text_csv, args.out_dir, seed=args.seed, force=args.force)
+
+
+def _import_transcripts(args):
+    import json
+
+    from data_prep.transcripts import import_transcripts
+
+    summary = import_transcripts(args.prepared_dir, args.file, args.column, fmt=args.format)
+    sys.stdout.write(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
 
 
 def build_parser():
@@ -138,6 +148,20 @@ def build_parser():
     speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
     speak.add_argument("text_csv")
     speak.add_argument("out_dir")
+
+    text = ("fill a manifest column of a prepared corpus from transcripts made elsewhere (Kaldi text, "
+            "CSV, JSON lines); prints the accounting of every ID, also written to "
+            "PREPARED_DIR/transcripts_<column>.json")
+    imported = commands.add_parser("import-transcripts", help=text, description=text)
+    imported.set_defaults(handler=_import_transcripts)
+    imported.add_argument("prepared_dir")
+    imported.add_argument("file", help="Kaldi text (ID word word ...), a CSV with a header naming the ID "
+                                       "and text columns, or JSON lines {\"ID\": ..., \"text\": ...}")
+    imported.add_argument("--column", required=True,
+                          help="the column to fill, e.g. asr_words or a new name (train with "
+                               "--train_text=NAME --eval_text=NAME)")
+    imported.add_argument("--format", choices=("kaldi", "csv", "jsonl"), default=None,
+                          help="default: from the extension (.csv, .jsonl), else from the first line")
     return parser
 
 

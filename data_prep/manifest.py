@@ -404,17 +404,22 @@ def start(out_dir, force=False):
     return True
 
 
+def write_rows(f, columns, rows):
+    """Write dict-like rows as a CSV with the given columns to a file opened with ``newline=""``.
+
+    The one formatting of a manifest: a caller that replaces several files at once (each in its own
+    :func:`~corpus_tools.files.atomic_write`) writes them with this.
+    """
+    writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _fmt(row[c]) for c in columns})
+
+
 def write_csv(path, columns, rows):
     """Atomically write dict-like rows as a CSV with the given columns."""
-
-    def _write(f):
-        writer = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: _fmt(row[c]) for c in columns})
-
     with atomic_write(path, newline="") as f:
-        _write(f)
+        write_rows(f, columns, rows)
 
 
 def _fmt(value):
