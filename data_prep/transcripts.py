@@ -278,6 +278,21 @@ def check_column(column):
                         "read as two columns in --train_text)")
 
 
+def write_manifests(manifests):
+    """Rewrite several manifests together: each is written to its temporary file before any is
+    renamed into place, so a failure while writing leaves all of them as they were.
+
+    Arguments
+    ---------
+    manifests : dict
+        ``{path: (header, rows)}``, rows as :func:`data_prep.prepared.read_manifest` gives them
+        with ``as_written=True``.
+    """
+    with contextlib.ExitStack() as stack:
+        for path, (header, rows) in manifests.items():
+            write_rows(stack.enter_context(atomic_write(path, newline="")), header, rows)
+
+
 def import_transcripts(prepared_dir, file, column, fmt=None):
     """Fill a column of a prepared corpus's manifests from a transcript file.
 
@@ -355,10 +370,7 @@ def import_transcripts(prepared_dir, file, column, fmt=None):
     summary["unknown_ids"] = [ident for ident in texts if ident not in known]
     summary["unknown"] = len(summary["unknown_ids"])
 
-    # Every manifest is written to its temporary file before any is renamed into place.
-    with contextlib.ExitStack() as stack:
-        for path, (header, rows) in manifests.items():
-            write_rows(stack.enter_context(atomic_write(path, newline="")), header, rows)
+    write_manifests(manifests)
     with atomic_write(prepared_dir / f"transcripts_{column}.json") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     logger.info("%s: %s filled from %s for %d of %d rows; %d rows missing from the file, %d IDs of it "

@@ -68,6 +68,11 @@ ANY_MODEL = ModelKind("model", "the folder as --text_encoder_source=DIR or --wav
                       "the published model")
 
 
+def _capital(text):
+    """``text`` with its first letter upper-case, the rest as written (``ASR model`` stays so)."""
+    return text[:1].upper() + text[1:]
+
+
 def is_hub_id(source):
     """Whether ``source`` is written as a hub id (``org/name`` or ``name``) rather than a path.
 
@@ -161,7 +166,7 @@ def resolve_model(source, revision=None, download=False, cache_dir=None, kind=AN
             logger.info("revision %r ignored for the local folder %s", revision, path)
         name = str(path)
     elif not is_hub_id(source):
-        raise ModelNotFound(f"{kind.what.capitalize()} folder {source!r} does not exist.\n"
+        raise ModelNotFound(f"{_capital(kind.what)} folder {source!r} does not exist.\n"
                             + howto("<hub id>", kind))
     else:
         try:
@@ -174,7 +179,7 @@ def resolve_model(source, revision=None, download=False, cache_dir=None, kind=AN
             how = (f"downloading it failed ({type(err).__name__}: {detail})" if download
                    else f"run-time downloads are off ({type(err).__name__})")
             raise ModelNotFound(
-                f"{kind.what.capitalize()} {source!r} (revision {revision or 'main'}) is not "
+                f"{_capital(kind.what)} {source!r} (revision {revision or 'main'}) is not "
                 f"available: it is not a local folder and not in the local Hugging Face cache "
                 f"({where}), and {how}.\n" + howto(source, kind)
             ) from None
@@ -188,10 +193,10 @@ def resolve_model(source, revision=None, download=False, cache_dir=None, kind=AN
 
 def _check_model_dir(path, source, kind):
     if not (path / "config.json").is_file():
-        raise ModelNotFound(f"{kind.what.capitalize()} {source!r}: {path} has no config.json, so it "
+        raise ModelNotFound(f"{_capital(kind.what)} {source!r}: {path} has no config.json, so it "
                             "is not a model saved in Hugging Face format.\n" + howto(source, kind))
     if not any(f.name.endswith(WEIGHT_SUFFIXES) for f in path.iterdir()):
-        raise ModelNotFound(f"{kind.what.capitalize()} {source!r}: {path} has no weights "
+        raise ModelNotFound(f"{_capital(kind.what)} {source!r}: {path} has no weights "
                             "(model.safetensors or pytorch_model.bin).\n" + howto(source, kind))
 
 
@@ -295,14 +300,14 @@ def load_config(path, source=None, kind=ANY_MODEL):
     try:
         fields = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ModelNotFound(f"{kind.what.capitalize()} {source!r}: cannot read {path / 'config.json'} "
+        raise ModelNotFound(f"{_capital(kind.what)} {source!r}: cannot read {path / 'config.json'} "
                             f"({err})." + refetch(source, kind)) from None
     if fields.get("model_type"):
         return AutoConfig.from_pretrained(path, local_files_only=True)
     model_type = infer_model_type(fields)
     if model_type not in CONFIG_MAPPING:
         raise ModelNotFound(
-            f"{kind.what.capitalize()} {source!r}: {path / 'config.json'} has no model_type, and "
+            f"{_capital(kind.what)} {source!r}: {path / 'config.json'} has no model_type, and "
             "neither its architectures nor its keys say which model it is; add one, e.g. "
             '"model_type": "bert".' + refetch(source, kind))
     logger.info("%s has no model_type in config.json: read as %s (from its %s)", source, model_type,

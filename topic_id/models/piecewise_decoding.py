@@ -191,6 +191,60 @@ def _drop_shared(left, right, window):
     return left[: i + n], right[j + n :]
 
 
+def decode_in_pieces(wavs, sample_rate, max_segment_seconds, decode_batch, batch_size=8):
+    """Long-form decoding of waveforms with any decoder of padded batches.
+
+    A batch whose recordings are all within the limit (or no limit) is decoded as one batch, whole.
+    Otherwise each recording is cut into pieces (:func:`segment`), the pieces of all recordings are
+    decoded ``batch_size`` at a time in order of length (little padding), and each recording's
+    hypotheses are joined in order (:func:`join_hypotheses`).
+
+    Arguments
+    ---------
+    wavs : list of torch.Tensor
+        One 1-D waveform per recording.
+    sample_rate : int
+        Their rate.
+    max_segment_seconds : float or None
+        The longest piece.
+    decode_batch : callable
+        Maps a list of waveforms to their hypotheses (strings), in order.
+    batch_size : int
+        Pieces per call of ``decode_batch``.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    Within the limit, one call; 25 s of a tone with no pause, three overlapping 10 s windows
+    (the words their overlaps share kept once):
+
+    >>> import torch
+    >>> rate, seen = 1000, []
+    >>> def decoder(batch):
+    ...     seen.append([len(w) / rate for w in batch])
+    ...     return ["sana"] * len(batch)
+    >>> decode_in_pieces([torch.zeros(5 * rate), torch.zeros(3 * rate)], rate, 10.0, decoder)
+    ['sana', 'sana']
+    >>> tone = torch.sin(torch.arange(25 * rate) * 0.9)
+    >>> decode_in_pieces([tone], rate, 10.0, decoder), seen[1]
+    (['sana'], [10.0, 10.0, 10.0])
+    """
+    if max_segment_seconds is None or all(len(w) <= max_segment_seconds * sample_rate for w in wavs):
+        return list(decode_batch(wavs))
+    ranges = [segment(w.cpu(), sample_rate, max_segment_seconds) for w in wavs]
+    pieces = [(i, k) for i, r in enumerate(ranges) for k in range(len(r))]
+    pieces.sort(key=lambda p: ranges[p[0]][p[1]][1] - ranges[p[0]][p[1]][0])
+    hyps = [[None] * len(r) for r in ranges]
+    for start in range(0, len(pieces), batch_size):
+        chunk = pieces[start : start + batch_size]
+        for (i, k), hyp in zip(chunk, decode_batch([wavs[i][slice(*ranges[i][k])] for i, k in chunk])):
+            hyps[i][k] = hyp
+    return [join_hypotheses(h, r) for h, r in zip(hyps, ranges)]
+
+
 DEFAULT_MAX_SEGMENT_SECONDS = 10.0
 """The segment limit of an ASR whose training durations cannot be read (its manifest moved or
 is gone): about twice the utterances of common read-speech corpora."""
