@@ -76,7 +76,8 @@ def find_asr(run, asr=None):
     if record.is_file():
         entries = json.loads(record.read_text(encoding="utf-8"))
         entry = entries.get("test.csv") or next(iter(entries.values()), None)
-        if entry and Path(entry["asr"]).is_dir():
+        # A Hugging Face ASR's summary (recipes/transcribe.py --asr-model) names no run ("asr").
+        if entry and entry.get("asr") and Path(entry["asr"]).is_dir():
             ckpt = Path(entry["checkpoint"])
             return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None
     init = run.get("init_from")
