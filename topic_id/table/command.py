@@ -40,6 +40,14 @@ def check_models(steps, args, data):
     built = [Path(s.done).parent for s in steps if s.kind == "standins"]
     if rows:
         check(rows, data, args.profile, args.train_args, ROOT, built)
+    if getattr(args, "external_asr", None) and any(s.kind == "transcribe" for s in steps):
+        from topic_id.models.hf_asr import check_hf_asr
+        from topic_id.models.hub import ModelNotFound
+
+        try:
+            check_hf_asr(args.external_asr)
+        except ModelNotFound as err:
+            raise ConfigError(f"--external-asr: {err}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -158,6 +166,9 @@ def build_parser():
     parser.add_argument("--systems", default=None, metavar="ROW[,ROW...]",
                         help="only these registry rows (recipes/systems.csv names) and the rows they "
                         "need (default: all)")
+    parser.add_argument("--external-asr", default=None, metavar="ID_OR_DIR",
+                        help="a Hugging Face Whisper or CTC model (hub id in the local cache, or a folder) "
+                        "writes the text rows' asr_words instead of the ASR row (recipes/transcribe.py --asr-model)")
     parser.add_argument("--device", default=None,
                         help="cpu or cuda (default: cuda where a GPU is visible or under --launcher slurm)")
     parser.add_argument("--gpus", default=None, metavar="ID[,ID...]",

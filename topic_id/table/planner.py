@@ -10,7 +10,9 @@ from the working directory, never from where this module is installed. Stages:
 2. build the local stand-in encoders the profile's ``table`` section names (the built-in corpus:
    no model hub is reachable);
 3. train the support ASR (registry row ``asr``, first seed);
-4. transcribe every manifest row with it (``asr_words``);
+4. transcribe every manifest row with it (``asr_words``); with ``--external-asr ID_OR_DIR`` a
+   pretrained Hugging Face ASR (Whisper or CTC, ``recipes/transcribe.py --asr-model``) writes
+   ``asr_words`` instead, and the ASR row trains only for a row that starts from it;
 5. train every other registry row x seed; a row whose ``needs`` is ``own_asr:<row>`` runs on a
    corpus copy transcribed by that row's run of the same seed;
 6. write the report (``topic-id report``).
@@ -100,6 +102,19 @@ def transcribed(data, asr_run, column="asr_words"):
     filled = json.loads(record.read_text(encoding="utf-8"))
     return all(filled.get(f"{split}.csv", {}).get("asr") == str(Path(asr_run).resolve())
                for split in ("train", "dev", "test"))
+
+
+def transcribed_by_model(data, model, column="asr_words"):
+    """Whether the Hugging Face ASR ``model`` (as given to ``--asr-model``) filled ``column`` of every
+    manifest of ``data`` (the summary of :func:`topic_id.training.hf_transcription.transcribe_with`)."""
+    record = Path(data) / f"{column}.json"
+    if not record.is_file():
+        return False
+    summary = json.loads(record.read_text(encoding="utf-8"))
+    source = (summary.get("asr_model") or {}).get("source")
+    return source == str(model) and all(
+        summary.get(f"{split}.csv", {}).get("asr_model") == summary["asr_model"].get("name")
+        for split in ("train", "dev", "test"))
 
 
 def newer_than(output, inputs):
@@ -218,6 +233,11 @@ def _transcribe_cmd(asr_run, data, args, copy_from=None):
     cmd = [sys.executable, "recipes/transcribe.py", "--asr", asr_run, "--manifests", data,
            "--device", args.device]
     return cmd + (["--copy-from", copy_from] if copy_from else [])
+
+
+def _transcribe_model_cmd(model, data, args):
+    return [sys.executable, "recipes/transcribe.py", "--asr-model", model, "--manifests", data,
+            "--device", args.device]
 
 
 def table_settings(profile, hparams_dir=ROOT / "hparams"):
@@ -348,6 +368,10 @@ def plan(args, rows=None):
     asr_run = out / "results" / "asr" / first
     if asr is None:  # --systems chose no row that reads the ASR's transcripts
         wanted = [stage for stage in wanted if stage not in (3, 4)]
+    external = getattr(args, "external_asr", None)
+    transcription = "transcribe with external asr" if external else "transcribe with asr"
+    # With an external ASR, the ASR row trains only for a row that starts from its model.
+    train_asr = asr is not None and (not external or any(r["name"] in warm for r in rows))
     check = "check corpus"
     if 3 in wanted or 5 in wanted:
         # What would kill a step days in (too few transcripts for the ASR's units, ...) ends the
@@ -361,15 +385,20 @@ def plan(args, rows=None):
         stamp = data / "preflight.json"
         steps.append(Step(check, cmd, lambda c=cmd, f=stamp: checked(c, f, data / "summary.json"), [prep],
                           continues=False, kind="check"))
-    if 3 in wanted:
+    if 3 in wanted and train_asr:
         steps.append(Step(f"train asr seed {first}",
                           _train_cmd(asr, data, asr_run, first, args, gpus=row_gpus(asr, args)),
                           metrics_file(asr_run), [prep, check], kind="asr", row="asr",
                           gpus=row_gpus(asr, args)))
     if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
-        steps.append(Step("transcribe with asr", _transcribe_cmd(asr_run, data, args),
-                          lambda: transcribed(data, asr_run), [f"train asr seed {first}"],
-                          kind="transcribe", gpus=gpu))
+        if external:
+            steps.append(Step(transcription, _transcribe_model_cmd(external, data, args),
+                              lambda: transcribed_by_model(data, external), [prep, check],
+                              kind="transcribe", gpus=gpu))
+        else:
+            steps.append(Step(transcription, _transcribe_cmd(asr_run, data, args),
+                              lambda: transcribed(data, asr_run), [f"train asr seed {first}"],
+                              kind="transcribe", gpus=gpu))
     if 5 in wanted:
         for seed in seeds:
             for row in rows:
@@ -378,7 +407,7 @@ def plan(args, rows=None):
                 corpus, deps = data, [prep, check, *standins]
                 source = transcriber(row)
                 if source == "asr":
-                    deps.append("transcribe with asr")
+                    deps.append(transcription)
                 elif source is not None:
                     corpus = out / f"data_{source}_{seed}"
                     label = f"transcribe with {source} seed {seed}"
