@@ -286,6 +286,8 @@ def test_text_pipeline_trains_on_the_column(models, corpus, capsys, train, tmp_p
                 f"--train_text={COLUMN}", f"--eval_text={COLUMN}", "--number_of_epochs=1")
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test"]["micro_f1"] <= 1
+    wer = json.loads(summary_path(corpus, COLUMN).read_text())["test.csv"]["wer"]
+    assert metrics["text_asr"] == f"{COLUMN}: {models['ctc'].resolve()} (ctc; test WER {wer:.2f} %)"
 
 
 def _table_args(tmp_path, *extra):

@@ -213,7 +213,8 @@ def table_one(collection, published=None):
     -------
     list of dict
         ``system, row, table_row, seeds, params, trainable_params``, each of :data:`TOPIC_KEYS` with
-        its ``_std`` (percent), ``train_text``, ``test_text``, ``text_encoder``, ``audio_encoder``.
+        its ``_std`` (percent), ``train_text``, ``test_text``, ``text_encoder``, ``text_asr`` (who
+        wrote the ASR text the row read, as its runs recorded), ``audio_encoder``.
     """
     table = []
     for row in table_order(collection.registry):
@@ -223,7 +224,7 @@ def table_one(collection, published=None):
         if stage not in (None, "asr") and entry["params"] is not None:
             entry["params"] += _asr_params(collection.runs.get(stage, {}), runs)
         entry.update(train_text=row["train_text"] or None, test_text=row["test_text"] or None,
-                     text_encoder=_encoders(runs, "text_encoder"),
+                     text_encoder=_encoders(runs, "text_encoder"), text_asr=_encoders(runs, "text_asr"),
                      audio_encoder=_encoders(runs, "audio_encoder"))
         table.append(entry)
     if published:

@@ -231,3 +231,45 @@ def transcribe_with(asr, manifests, column="asr_words", batch_size=8, force=Fals
     write_json(summary_file, summary)
     partial.unlink(missing_ok=True)
     return status, summary
+
+
+def column_author(manifests, column):
+    """Who wrote a text column of a prepared corpus, in words, from the record its writer left.
+
+    A Hugging Face ASR's summary (:func:`transcribe_with`) gives its name, type and test WER; our
+    own ASR's record (``recipes/transcribe.py --asr``) its run; an import
+    (``python -m data_prep import-transcripts``) its file. ``words`` is the manual transcript.
+
+    Returns
+    -------
+    str or None
+        None when no record says (a column written by hand).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "hyp.json").write_text('{"asr_model": {"name": "org/whisper@abc", "type": "whisper"}, '
+    ...                                      '"test.csv": {"wer": 12.345}}')
+    >>> column_author(folder, "hyp"), column_author(folder, "words"), column_author(folder, "other")
+    ('org/whisper@abc (whisper; test WER 12.35 %)', 'manual', None)
+    """
+    if column == "words":
+        return "manual"
+    manifests = Path(manifests)
+    for name in (f"{column}.json", f"transcripts_{column}.json"):
+        try:
+            record = json.loads((manifests / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get("asr_model"), dict):
+            model, wer = record["asr_model"], (record.get("test.csv") or {}).get("wer")
+            scored = "" if wer is None else f"; test WER {wer:.2f} %"
+            return f"{model.get('name')} ({model.get('type')}{scored})"
+        if isinstance(record.get("test.csv"), dict) and record["test.csv"].get("asr"):
+            return f"ASR run {record['test.csv']['asr']}"
+        if record.get("file"):
+            return f"imported from {record['file']}"
+    return None
