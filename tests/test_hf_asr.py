@@ -307,8 +307,10 @@ def test_the_table_takes_an_external_asr(tmp_path):
     assert "transcribe with external asr" in steps["train text_pipeline seed 1"].deps
     # The demo's multi-task stage 1 starts from the ASR row's model: that row still trains, for it.
     assert "train asr seed 1" in steps["train multitask_s1 seed 1"].deps
-    labels = {s.label for s in planner.plan(_table_args(tmp_path, "--external-asr", "X/y", "--systems", "text_pipeline"))}
-    assert "train asr seed 1" not in labels and "train text_pipeline seed 1" in labels
+    chosen = {s.label: s for s in planner.plan(_table_args(tmp_path, "--external-asr", "X/y", "--systems", "text_pipeline"))}
+    assert "train asr seed 1" not in chosen and "train text_pipeline seed 1" in chosen
+    check = chosen["check corpus"].cmd
+    assert check[check.index("--systems") + 1] == "text_pipeline"  # no ASR row to check the corpus for
     default = {s.label for s in planner.plan(_table_args(tmp_path, "--systems", "text_pipeline"))}
     assert {"train asr seed 1", "transcribe with asr"} <= default
 

@@ -376,8 +376,9 @@ def plan(args, rows=None):
     if 3 in wanted or 5 in wanted:
         # What would kill a step days in (too few transcripts for the ASR's units, ...) ends the
         # table here instead, before anything trains.
+        checked_rows = [r["name"] for r in rows if r["name"] != "asr" or train_asr]
         cmd = [sys.executable, "-m", "topic_id.config.preflight", "--registry", REGISTRY, "--systems",
-               ",".join(r["name"] for r in rows), "--data", data, "--check", "corpus", "--root", ROOT,
+               ",".join(checked_rows), "--data", data, "--check", "corpus", "--root", ROOT,
                "--stamp", data / "preflight.json"]
         if args.profile:
             cmd += ["--profile", args.profile]
