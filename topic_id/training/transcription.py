@@ -23,7 +23,7 @@ from corpus_tools.files import atomic_write
 from data_prep.manifest import write_csv
 from data_prep.prepared import manifest_columns, read_manifest
 from topic_id.models.encoders import encode_frames, frame_lengths
-from topic_id.models.piecewise_decoding import join_hypotheses, segment, segment_limit
+from topic_id.models.piecewise_decoding import decode_in_pieces, segment_limit
 
 logger = logging.getLogger(__name__)
 
@@ -129,19 +129,8 @@ def decode(hparams, wavs, device="cpu", max_segment_seconds=None, batch_size=8):
         Hypotheses, repetitions filtered.
     """
     limit = max_segment_seconds if max_segment_seconds is not None else hparams.get("max_segment_seconds")
-    rate = hparams["sample_rate"]
-    if limit is None or all(len(w) <= limit * rate for w in wavs):
-        return _decode_batch(hparams, wavs, device)
-    ranges = [segment(w.cpu(), rate, limit) for w in wavs]
-    pieces = [(i, k) for i, r in enumerate(ranges) for k in range(len(r))]
-    pieces.sort(key=lambda p: ranges[p[0]][p[1]][1] - ranges[p[0]][p[1]][0])
-    hyps = [[None] * len(r) for r in ranges]
-    for start in range(0, len(pieces), batch_size):
-        chunk = pieces[start : start + batch_size]
-        signals = [wavs[i][slice(*ranges[i][k])] for i, k in chunk]
-        for (i, k), hyp in zip(chunk, _decode_batch(hparams, signals, device)):
-            hyps[i][k] = hyp
-    return [join_hypotheses(h, r) for h, r in zip(hyps, ranges)]
+    return decode_in_pieces(wavs, hparams["sample_rate"], limit,
+                            lambda signals: _decode_batch(hparams, signals, device), batch_size)
 
 
 def _decode_batch(hparams, wavs, device):
