@@ -142,13 +142,13 @@ def markdown_table_one(table):
     """
     paper = any("paper_f1_test" in e for e in table)
     header = ["System", "row", "Params", "seeds"] + TOPIC_HEADER
-    header += ["train text", "test text", "text encoder", "audio encoder"]
+    header += ["train text", "test text", "text ASR", "text encoder", "audio encoder"]
     header += ["paper Params"] + [f"paper {h}" for h in TOPIC_HEADER] if paper else []
     rows = []
     for e in table:
         cells = [e["system"], e["row"] or "(not in registry)", _count(e.get("params")), e["seeds"]]
         cells += _columns(e, TOPIC_KEYS)
-        cells += [e.get(k) or "—" for k in ("train_text", "test_text", "text_encoder",
+        cells += [e.get(k) or "—" for k in ("train_text", "test_text", "text_asr", "text_encoder",
                                              "audio_encoder")]
         if paper:
             cells += [e.get("paper_params") or "—"]

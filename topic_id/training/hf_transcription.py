@@ -251,8 +251,11 @@ def column_author(manifests, column):
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "hyp.json").write_text('{"asr_model": {"name": "org/whisper@abc", "type": "whisper"}, '
     ...                                      '"test.csv": {"wer": 12.345}}')
-    >>> column_author(folder, "hyp"), column_author(folder, "words"), column_author(folder, "other")
-    ('org/whisper@abc (whisper; test WER 12.35 %)', 'manual', None)
+    >>> _ = (folder / "asr_words.json").write_text('{"test.csv": {"asr": "/out/results/asr/1"}}')
+    >>> column_author(folder, "hyp"), column_author(folder, "asr_words")
+    ('org/whisper@abc (whisper; test WER 12.35 %)', 'ASR run asr/1')
+    >>> column_author(folder, "words"), column_author(folder, "other")
+    ('manual', None)
     """
     if column == "words":
         return "manual"
@@ -269,7 +272,8 @@ def column_author(manifests, column):
             scored = "" if wer is None else f"; test WER {wer:.2f} %"
             return f"{model.get('name')} ({model.get('type')}{scored})"
         if isinstance(record.get("test.csv"), dict) and record["test.csv"].get("asr"):
-            return f"ASR run {record['test.csv']['asr']}"
+            run = Path(record["test.csv"]["asr"])  # <results>/<row>/<seed>: named as the table lays it out
+            return f"ASR run {run.parent.name}/{run.name}"
         if record.get("file"):
             return f"imported from {record['file']}"
     return None
