@@ -20,6 +20,7 @@ import numpy as np
 
 from corpus_tools.text_classifier import fit_model
 from topic_id.training import metrics
+from topic_id.training.hf_transcription import text_authors
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,7 @@ def train(hparams, labels):
     summary.update(params=n_weights(model), trainable_params=n_weights(model),
                    module_params={"logistic_regression": n_weights(model)},
                    text_encoder=describe(hparams), audio_encoder=None, labels=names,
+                   text_asr=text_authors(hparams["data_folder"], hparams["train_text"], hparams["eval_text"]),
                    vocabulary=len(vectorizer.vocabulary_), train_rows=len(keep))
     metrics.write_json(out / "metrics.json", summary)
     return summary

@@ -19,6 +19,7 @@ from topic_id.models.encoders import encode_frames
 from topic_id.models.nnet import masked_mean
 from topic_id.training import metrics
 from topic_id.training.base import BaseBrain
+from topic_id.training.hf_transcription import text_authors
 
 logger = logging.getLogger(__name__)
 
@@ -141,23 +142,13 @@ class TopicBrain(BaseBrain):
         encoder = getattr(self.hparams, "text_encoder", getattr(self.hparams, "text_target", None))
         summary["text_encoder"] = encoder.name if encoder is not None else None
         if encoder is not None:
-            summary["text_asr"] = _text_authors(self.hparams)
+            summary["text_asr"] = text_authors(self.hparams.data_folder, getattr(self.hparams, "train_text", None),
+                                               getattr(self.hparams, "eval_text", None))
         # Which audio encoder: a pretrained source (a stand-in says so) or the class trained here.
         audio = self.hparams.modules.get("audio_encoder")
         summary["audio_encoder"] = getattr(audio, "name", type(audio).__name__) if audio is not None else None
         summary["labels"] = names
         metrics.write_json(out / "metrics.json", summary)
-
-
-def _text_authors(hparams):
-    """Who wrote the text columns a run read (``train_text``, ``eval_text``), e.g.
-    ``asr_words: org/whisper@abc (whisper; test WER 20.10 %)``; None for manual text only."""
-    from topic_id.training.hf_transcription import column_author
-
-    keys = (getattr(hparams, "train_text", None), getattr(hparams, "eval_text", None))
-    columns = dict.fromkeys(c.strip() for key in keys if key for c in str(key).split(",") if c.strip())
-    authors = [f"{c}: {column_author(hparams.data_folder, c) or 'not recorded'}" for c in columns if c != "words"]
-    return "; ".join(authors) or None
 
 
 class EmbTransferBrain(TopicBrain):

@@ -277,3 +277,22 @@ def column_author(manifests, column):
         if record.get("file"):
             return f"imported from {record['file']}"
     return None
+
+
+def text_authors(manifests, *text_keys):
+    """Who wrote the text columns a run read (its ``train_text`` and ``eval_text`` values).
+
+    Returns
+    -------
+    str or None
+        E.g. ``asr_words: ASR run asr/1``, one entry per column but ``words``; None for manual
+        text only.
+
+    Example
+    -------
+    >>> text_authors("/nowhere", "words", "words"), text_authors("/nowhere", "words,asr_words", None)
+    (None, 'asr_words: not recorded')
+    """
+    columns = dict.fromkeys(c.strip() for key in text_keys if key for c in str(key).split(",") if c.strip())
+    authors = [f"{c}: {column_author(manifests, c) or 'not recorded'}" for c in columns if c != "words"]
+    return "; ".join(authors) or None
