@@ -52,7 +52,8 @@ class BaseBrain(sb.Brain):
 
     Subclasses define ``compute_forward``, ``compute_objectives``, the metrics of an evaluation pass
     (:meth:`stage_metrics`, cooperatively: each adds its own to its parent's) and
-    :meth:`write_outputs`. Evaluation results land in ``self.eval_result``: the metrics of the
+    ``write_outputs(results, labels)``, which ``recipes/train.py`` calls with ``{split:
+    self.eval_result}`` for dev and test and the label order once both are evaluated. Evaluation results land in ``self.eval_result``: the metrics of the
     split and the per-utterance records (``self.records``: ids, and whatever the losses record)
     that ``train.py`` writes out.
     """
@@ -166,15 +167,3 @@ class BaseBrain(sb.Brain):
                 {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=scalars
             )
             self.eval_result = {"metrics": stats, "records": self.records}
-
-    def write_outputs(self, results, labels):
-        """Write the run's outputs (``metrics.json`` and the system's own files) into ``output_folder``.
-
-        Arguments
-        ---------
-        results : dict
-            ``{split: self.eval_result}`` for dev and test.
-        labels : CategoricalEncoder
-            The label order.
-        """
-        raise NotImplementedError(f"{type(self).__name__} writes no outputs")
