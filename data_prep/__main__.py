@@ -7,7 +7,9 @@ Examples::
     python -m data_prep lp /corpora/lp data/lp --split-lists lists/
     python -m data_prep csv my_corpus/metadata.csv data/mine --audio-root my_corpus/audio
     python -m data_prep folder my_corpus/ data/mine
+    python -m data_prep slurp /corpora/slurp data/slurp --mics headset
     python -m data_prep speak texts.csv data/spoken
+    python -m data_prep speak texts_en.csv data/spoken_en --language en
     python -m data_prep import-transcripts data/lp whisper/text --column whisper_words
 
 A problem with the input ends the command with one line ``error: <what and how to fix it>`` and
@@ -22,6 +24,8 @@ import sys
 
 from corpus_tools.audio import AudioWriteError
 from data_prep.manifest import LONG_CHOICES, MAX_DURATION, PrepError
+from data_prep.slurp import LABELS, MICS
+from data_prep.text_norm import LANGUAGES, NUMBERS
 
 
 def _lp(args):
@@ -41,7 +45,8 @@ def _csv(args):
     prepare_csv_corpus(args.metadata_csv, args.out_dir, audio_root=args.audio_root,
                        dev_fraction=args.dev_fraction, test_fraction=args.test_fraction,
                        topics=args.topics, max_duration=args.max_duration, seed=args.seed,
-                       force=args.force, long=args.long, num_workers=args.num_workers)
+                       force=args.force, long=args.long, num_workers=args.num_workers,
+                       language=args.language, numbers=args.numbers)
 
 
 def _folder(args):
@@ -50,7 +55,15 @@ def _folder(args):
     prepare_folder_corpus(args.root, args.out_dir, dev_fraction=args.dev_fraction,
                           test_fraction=args.test_fraction, topics=args.topics,
                           max_duration=args.max_duration, seed=args.seed, force=args.force,
-                          long=args.long, num_workers=args.num_workers)
+                          long=args.long, num_workers=args.num_workers, language=args.language,
+                          numbers=args.numbers)
+
+
+def _slurp(args):
+    from data_prep.slurp import prepare_slurp
+
+    prepare_slurp(args.slurp_dir, args.out_dir, label=args.label, mics=args.mics, synthetic=args.synthetic,
+                  max_duration=args.max_duration, numbers=args.numbers, force=args.force)
 
 
 def _demo(args):
@@ -63,7 +76,8 @@ def _demo(args):
 def _speak(args):
     from data_prep.speak import speak_csv
 
-    speak_csv(args.text_csv, args.out_dir, seed=args.seed, force=args.force)
+    speak_csv(args.text_csv, args.out_dir, seed=args.seed, force=args.force, language=args.language,
+              numbers=args.numbers)
 
 
 def _import_transcripts(args):
@@ -104,6 +118,16 @@ def build_parser():
                          help=f"processes {what} (default: one per available CPU core, and per 256 "
                               "recordings)")
 
+    def numbers(sub):
+        sub.add_argument("--numbers", choices=NUMBERS, default=None,
+                         help="numbers written as digits in the transcripts: keep them as digit words "
+                              "or drop them (default: drop for Finnish, keep for English)")
+
+    def language(sub, what):
+        sub.add_argument("--language", choices=LANGUAGES, default="fi",
+                         help=f"language of the {what} (default: %(default)s): how it is normalised")
+        numbers(sub)
+
     def splitting(sub):
         sub.add_argument("--dev-fraction", type=float, default=0.1,
                          help="share drawn for dev when there is no split column")
@@ -130,12 +154,27 @@ def build_parser():
     csv_cmd.add_argument("out_dir")
     csv_cmd.add_argument("--audio-root", help="folder of relative paths (default: the CSV's folder)")
     splitting(csv_cmd)
+    language(csv_cmd, "transcripts")
 
     folder = command("folder", _folder,
                      "prepare a corpus laid out as ROOT/<topic>/[<speaker>/]*.{wav,flac}")
     folder.add_argument("root")
     folder.add_argument("out_dir")
     splitting(folder)
+    language(folder, "transcripts")
+
+    slurp = command("slurp", _slurp, "prepare SLURP (English; dataset/slurp/*.jsonl and audio/slurp_real/)")
+    slurp.add_argument("slurp_dir", help="the SLURP repository with its audio unpacked in audio/")
+    slurp.add_argument("out_dir")
+    slurp.add_argument("--label", choices=LABELS, default="scenario",
+                       help="the field read as the topic (default: %(default)s, 18 classes)")
+    slurp.add_argument("--mics", choices=MICS, default="all",
+                       help="recordings kept: both microphones, close-talk (-headset files) or far-field")
+    slurp.add_argument("--synthetic", action="store_true",
+                       help="add train_synthetic.jsonl (audio/slurp_synth/) to train")
+    slurp.add_argument("--max-duration", type=float, default=MAX_DURATION,
+                       help="recordings this long or longer are dropped (s; default %(default)s)")
+    numbers(slurp)
 
     demo = command("demo", _demo, "synthesise the built-in Finnish topic corpus", seed=0)
     demo.add_argument("out_dir")
@@ -148,6 +187,7 @@ def build_parser():
     speak = command("speak", _speak, "speak a CSV of text and topic into a corpus", seed=0)
     speak.add_argument("text_csv")
     speak.add_argument("out_dir")
+    language(speak, "text, and of the voices that speak it (espeak-ng's Finnish or English voices)")
 
     text = ("fill a manifest column of a prepared corpus from transcripts made elsewhere (Kaldi text, "
             "CSV, JSON lines); prints the accounting of every ID, also written to "

@@ -14,7 +14,8 @@ lie under the output folder) and the training pipeline resamples on the fly. A t
 transcript is ``transcribed``, else ``untranscribed``. Without a ``split`` column, speaker-disjoint
 dev and test sets are drawn (from transcribed rows when the corpus has transcripts, since the text
 systems are scored on them). ``topics.txt`` is the sorted set of topics of the kept rows, or the
-order of a given topics file. A recording of ``max_duration`` or more is dropped, or with
+order of a given topics file. Transcripts are normalised for the corpus's ``language`` (Finnish by
+default, or English; :mod:`data_prep.text_norm`), recorded in ``summary.json``. A recording of ``max_duration`` or more is dropped, or with
 ``long="segment"`` cut into 16 kHz segments under ``OUT_DIR/segments/``
 (:mod:`data_prep.duration_limit`).
 """
@@ -27,7 +28,7 @@ from data_prep.intake import COLUMN_ALIASES, Intake, check_row, read_metadata, w
 from data_prep.duration_limit import cut_recording, explain_given_up, replace_by_segments, summary_entries
 from data_prep.manifest import MAX_DURATION, PrepError, Row, manifest_paths, start, write_prepared
 from data_prep.splits import finish_splits, given_splits, hold_out_speakers, require_eval_text
-from data_prep.text_norm import normalize_transcript, read_transcript
+from data_prep.text_norm import normalize_transcript, read_transcript, text_settings
 from data_prep.workers import map_jobs
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 
 def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1, test_fraction=0.1,
                        topics=None, max_duration=MAX_DURATION, seed=1, force=False, long="drop",
-                       num_workers=None):
+                       num_workers=None, language="fi", numbers=None):
     """Prepare a corpus described by a metadata CSV.
 
     Arguments
@@ -66,6 +67,8 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     num_workers : int, optional
         Processes cutting long recordings (default: one per available core and per 256
         recordings, :func:`data_prep.workers.worker_count`); other audio is not converted.
+    language, numbers : str
+        How transcripts are normalised (:func:`data_prep.text_norm.text_settings`).
 
     Returns
     -------
@@ -73,6 +76,7 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
         ``{split: Path}`` of the manifests.
     """
     out_dir, intake = Path(out_dir), Intake(long)
+    settings = _settings(language, numbers)
     records = read_metadata(metadata_csv, REQUIRED_COLUMNS, checked=REQUIRED_COLUMNS + OPTIONAL_COLUMNS,
                             aliases=COLUMN_ALIASES)
     if not start(out_dir, force):
@@ -81,11 +85,12 @@ def prepare_csv_corpus(metadata_csv, out_dir, audio_root=None, dev_fraction=0.1,
     given = bool(records) and any(values and "split" in values for _, values in records)
     extra = {"corpus": "csv", "metadata_csv": str(Path(metadata_csv).resolve()), "audio_root": str(root)}
     return _prepare(records, root, out_dir, given, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra, intake, num_workers)
+                    seed, extra, intake, num_workers, settings)
 
 
 def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, topics=None,
-                          max_duration=MAX_DURATION, seed=1, force=False, long="drop", num_workers=None):
+                          max_duration=MAX_DURATION, seed=1, force=False, long="drop", num_workers=None,
+                          language="fi", numbers=None):
     """Prepare a corpus laid out as ``ROOT/<topic>/[<speaker>/]*.{wav,flac}``.
 
     Arguments
@@ -93,6 +98,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
     root : str or Path
         The corpus folder: one sub-folder per topic.
     out_dir, dev_fraction, test_fraction, topics, max_duration, seed, force, long, num_workers
+    language, numbers
         As in :func:`prepare_csv_corpus`.
 
     Returns
@@ -101,6 +107,7 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
         ``{split: Path}`` of the manifests.
     """
     out_dir, root, intake = Path(out_dir), Path(root), Intake(long)
+    settings = _settings(language, numbers)
     records = []
     topic_dirs = root.iterdir() if root.is_dir() else []
     for topic_dir in sorted(p for p in topic_dirs if p.is_dir() and not p.name.startswith(".")):
@@ -118,7 +125,14 @@ def prepare_folder_corpus(root, out_dir, dev_fraction=0.1, test_fraction=0.1, to
         return manifest_paths(out_dir)
     extra = {"corpus": "folder", "root": str(root.resolve())}
     return _prepare(records, root, out_dir, False, (dev_fraction, test_fraction), topics, max_duration,
-                    seed, extra, intake, num_workers)
+                    seed, extra, intake, num_workers, settings)
+
+
+def _settings(language, numbers):
+    try:
+        return text_settings(language, numbers)
+    except ValueError as err:
+        raise PrepError(str(err)) from None
 
 
 def _derive_id(path, root):
@@ -139,7 +153,7 @@ def _read_topics(path):
                         "give a UTF-8 file with one topic per line") from err
 
 
-def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
+def _intake_row(source, values, root, out_dir, allowed, max_duration, intake, settings):
     """Check one record; return ``(Row, split or None)`` or the reason to drop it."""
     split, reason = check_row(values, allowed)
     if reason:
@@ -156,11 +170,11 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
         return reason
     words, raw = "", values.get("transcript", "")
     if values.get("transcript_file"):
-        words, reason = read_transcript(values["transcript_file"])
+        words, reason = read_transcript(values["transcript_file"], **settings)
         if reason:
             return reason
     elif raw:
-        words = normalize_transcript(raw)
+        words = normalize_transcript(raw, **settings)
     if (raw or values.get("transcript_file")) and not words:
         logger.warning("transcript of %s is empty after normalisation; kept without transcript "
                        "(fix the transcript to use it as transcribed)", source)
@@ -171,13 +185,13 @@ def _intake_row(source, values, root, out_dir, allowed, max_duration, intake):
 
 
 def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration, seed, extra, intake,
-             num_workers):
+             num_workers, settings):
     """Check the records, split them and write the prepared corpus."""
     allowed = _read_topics(topics_file) if topics_file else None
     rows, split_of = [], {}
     for source, values in records:
         intake.add()
-        result = _intake_row(source, values, root, out_dir, allowed, max_duration, intake)
+        result = _intake_row(source, values, root, out_dir, allowed, max_duration, intake, settings)
         if isinstance(result, str):
             intake.drop(source, result)
             continue
@@ -208,6 +222,6 @@ def _prepare(records, root, out_dir, given, fractions, topics_file, max_duration
     if missing:
         logger.warning("topics without training rows (their classes cannot be learned): %s",
                        ", ".join(missing))
-    extra.update(seed=seed, max_duration=max_duration, given_splits=given,
+    extra.update(seed=seed, max_duration=max_duration, given_splits=given, text_normalisation=settings,
                  empty_transcripts=intake.counts["empty_transcripts"], **summary_entries(intake))
     return write_prepared(out_dir, splits, topics, intake.dropped, intake.n_input, extra, intake.segmented)

@@ -170,8 +170,8 @@ class Synthesizer:
         folder = self.data / "voices" / "!v"
         return sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
-    def speak(self, text, variant, rate=175, pitch=50, pitch_range=50, seed=0):
-        """Synthesise Finnish text.
+    def speak(self, text, variant, rate=175, pitch=50, pitch_range=50, seed=0, language=ESPEAK_LANGUAGE):
+        """Synthesise text in a language's voice (Finnish by default).
 
         Arguments
         ---------
@@ -186,6 +186,8 @@ class Synthesizer:
             0-100, relative to the variant's own voice (50 = unchanged).
         seed : int
             Seed of espeak-ng's own random numbers (noise of the Klatt voices).
+        language : str
+            The espeak-ng voice the variant modifies: a language or accent (``fi``, ``en-us``).
 
         Returns
         -------
@@ -194,8 +196,8 @@ class Synthesizer:
         """
         if not (self.data / "voices" / "!v" / variant).is_file():
             raise PrepError(f"espeak-ng voice variant {variant!r} not found in {self.data}/voices/!v")
-        if self._lib.espeak_SetVoiceByName(f"{ESPEAK_LANGUAGE}+{variant}".encode()) != 0:
-            raise PrepError(f"espeak-ng cannot select voice {ESPEAK_LANGUAGE}+{variant}")
+        if self._lib.espeak_SetVoiceByName(f"{language}+{variant}".encode()) != 0:
+            raise PrepError(f"espeak-ng cannot select voice {language}+{variant}")
         for param, value in ((self._RATE, rate), (self._PITCH, pitch), (self._RANGE, pitch_range)):
             self._lib.espeak_SetParameter(param, int(value), 0)
         if self._set_seed is not None:

@@ -163,7 +163,8 @@ def synthesise(plans, out_dir, speech_window=None):
     ---------
     plans : list of dict
         One per utterance: ``ID``, ``file`` (name under ``audio/``), ``text``, ``words``,
-        ``topic``, ``split``, ``subset``, ``speaker``, ``voice``, ``source`` and the settings
+        ``topic``, ``split``, ``subset``, ``speaker``, ``voice`` (a variant of the espeak-ng voice
+        ``language``, default :data:`~data_prep.espeak.ESPEAK_LANGUAGE`), ``source`` and the settings
         of :func:`audio_plan` and :func:`assign_formats`.
     out_dir : Path
         The corpus folder.
@@ -194,14 +195,15 @@ def _synthesise_all(plans, out_dir, speech_window):
     dropped = []
     for n, plan in enumerate(plans, 1):
         settings = (plan["voice"], plan["rate"], plan["pitch"], plan["pitch_range"], plan["noise_seed"])
-        speech = synth.speak(plan["text"], *settings)
+        language = plan.get("language", ESPEAK_LANGUAGE)
+        speech = synth.speak(plan["text"], *settings, language=language)
         window = plan.get("speech_window", speech_window)
         if window and len(speech):
             seconds = len(speech) / synth.sample_rate
             target = min(max(seconds, window[0]), window[1])
             if target != seconds:
                 rate = int(np.clip(plan["rate"] * seconds / target, 80, 400))
-                speech = synth.speak(plan["text"], plan["voice"], rate, *settings[2:])
+                speech = synth.speak(plan["text"], plan["voice"], rate, *settings[2:], language=language)
         if not np.any(np.abs(speech) > 1e-3):
             dropped.append(Dropped(plan["source"], f"espeak-ng produced no speech for {plan['text']!r}"))
             continue

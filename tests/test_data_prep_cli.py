@@ -94,8 +94,10 @@ def test_demo_and_speak_call_their_modules(monkeypatch, tmp_path):
         speak_csv=lambda *a, **k: calls.append(("speak", a, k))))
     assert main(["demo", "out", "--seed", "5", "--size", "tiny", "--force", "--long-recordings", "8"]) == 0
     assert main(["speak", "t.csv", "out2"]) == 0
+    assert main(["speak", "t.csv", "out3", "--language", "en", "--numbers", "drop"]) == 0
     assert calls == [("demo", ("out",), {"seed": 5, "size": "tiny", "force": True, "long_recordings": 8}),
-                     ("speak", ("t.csv", "out2"), {"seed": 0, "force": False})]
+                     ("speak", ("t.csv", "out2"), {"seed": 0, "force": False, "language": "fi", "numbers": None}),
+                     ("speak", ("t.csv", "out3"), {"seed": 0, "force": False, "language": "en", "numbers": "drop"})]
 
 
 def test_module_entry_point_exit_status_without_traceback(tmp_path):
