@@ -141,3 +141,22 @@ def test_the_text_row_and_an_audio_row_train_on_slurp(prepared, train, tmp_path)
         run = train(hparams, prepared, tmp_path / name, "--number_of_epochs=1")
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["test"]["n"] == len(read_manifest(prepared / "test.csv"))
+
+
+def test_the_table_prepares_slurp_and_trains_with_english_encoders(tmp_path):
+    from topic_id.config.overrides import profile_overrides
+    from topic_id.table import command, planner
+
+    args = command.settle(command.build_parser().parse_args(
+        ["--corpus", "slurp", "--corpus-dir", str(tmp_path / "slurp"), "--out", str(tmp_path / "out"),
+         "--device", "cpu", "--prep-workers", "4"]))
+    steps = {s.label: s for s in planner.plan(args)}
+    prepare = [str(c) for c in steps["prepare corpus"].cmd]
+    assert prepare[2:] == ["data_prep", "slurp", str(tmp_path / "slurp"), str(tmp_path / "out" / "data")]
+    assert args.profile == "slurp" and "--profile=slurp" in steps["train text_man seed 1"].cmd
+    assert not any(s.kind == "standins" for s in steps.values())
+    english = {"hparams/text.yaml": ("text_encoder_source", "bert-base-uncased"),
+               "hparams/hybrid_crdnn.yaml": ("text_encoder_source", "bert-base-uncased"),
+               "hparams/audio_wav2vec2.yaml": ("wav2vec2_source", "facebook/wav2vec2-base")}
+    for hparams, (key, value) in english.items():
+        assert profile_overrides(planner.ROOT / hparams, "slurp")[key] == value

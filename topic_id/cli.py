@@ -2,7 +2,7 @@
 
 Subcommands:
 
-- ``report RESULTS_DIR [--corpus demo|lp|csv] [--out DIR] [--registry CSV] [--results-md PATH]``:
+- ``report RESULTS_DIR [--corpus demo|lp|csv|slurp] [--out DIR] [--registry CSV] [--results-md PATH]``:
   ``RESULTS.md`` (header, Table I/II, claims, run time), Fig. 3 and the confusion matrices of a
   results tree (:mod:`topic_id.reporting.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
@@ -60,7 +60,7 @@ def _add_report(commands):
     )
     parser.add_argument("results_dir", metavar="RESULTS_DIR",
                         help="the results tree, e.g. demo_out/results")
-    parser.add_argument("--corpus", choices=("demo", "lp", "csv"), default="demo",
+    parser.add_argument("--corpus", choices=("demo", "lp", "csv", "slurp"), default="demo",
                         help="lp: add the paper's published numbers; demo: mark the scores as "
                         "not comparable with the paper's (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default=None,

@@ -71,7 +71,7 @@ def settle(args):
     to one step per GPU, or two one-thread steps on a CPU with at least two cores.
     """
     if args.profile is None:
-        args.profile = {"demo": "demo", "lp": "paper"}.get(args.corpus)
+        args.profile = {"demo": "demo", "lp": "paper", "slurp": "slurp"}.get(args.corpus)
     if args.device is None:
         args.device = "cuda" if args.launcher == "slurm" or visible_gpus() else "cpu"
     if args.gpus is not None:
@@ -148,14 +148,15 @@ def run(args):
 def build_parser():
     """Arguments of run_table.sh."""
     parser = argparse.ArgumentParser(prog="recipes/run_table.sh", description=planner.__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", choices=("demo", "lp", "csv"), default="demo")
+    parser.add_argument("--corpus", choices=("demo", "lp", "csv", "slurp"), default="demo")
     parser.add_argument("--out", required=True, help="output folder (data/, results/, logs/, report)")
-    parser.add_argument("--corpus-dir", help="the LP release or the metadata CSV (lp, csv)")
+    parser.add_argument("--corpus-dir", help="the LP release, the metadata CSV or the SLURP tree (lp, csv, slurp)")
     parser.add_argument("--seeds", default="1", help='space-separated seeds, e.g. "1 2 3"')
     parser.add_argument("--stage", type=int, default=1, help=f"first stage, 1-{len(STAGES)}: {STAGES}")
     parser.add_argument("--stop_stage", type=int, default=len(STAGES))
     parser.add_argument("--profile", default=None,
-                        help="hparams profile (default: demo for --corpus demo, paper for --corpus lp)")
+                        help="hparams profile (default: demo for --corpus demo, paper for --corpus lp, slurp "
+                        "(English encoders) for --corpus slurp)")
     parser.add_argument("--size", default="default", help="demo corpus size")
     parser.add_argument("--corpus-seed", type=int, default=0, help="demo corpus seed")
     parser.add_argument("--long-recordings", type=int, default=None, metavar="N",

@@ -6,7 +6,7 @@ processes or as SLURM jobs. It runs from the root of a recipe checkout: the regi
 (``recipes/systems.csv``), the systems' YAMLs (``hparams/``) and ``recipes/train.py`` are read
 from the working directory, never from where this module is installed. Stages:
 
-1. prepare the corpus (``python -m data_prep demo|lp|csv``);
+1. prepare the corpus (``python -m data_prep demo|lp|csv|slurp``);
 2. build the local stand-in encoders the profile's ``table`` section names (the built-in corpus:
    no model hub is reachable);
 3. train the support ASR (registry row ``asr``, first seed);
@@ -148,7 +148,7 @@ def prepare_command(args, data):
     if not args.corpus_dir:
         raise ConfigError(f"--corpus {args.corpus} needs --corpus-dir")
     cmd = base + [args.corpus, args.corpus_dir, data]
-    if args.prep_workers:
+    if args.prep_workers and args.corpus in ("lp", "csv"):  # SLURP's audio is read as it is
         cmd += ["--num-workers", str(args.prep_workers)]
     return cmd
 
