@@ -15,6 +15,7 @@ the preparation.
 
 from bisect import bisect_right
 from itertools import accumulate
+from pathlib import Path
 
 from praatio import textgrid
 from praatio.data_classes.interval_tier import IntervalTier
@@ -23,6 +24,47 @@ from data_prep.text_norm import normalize_transcript
 
 WORD_TIER = "words"
 """The name of the word tier of the LP alignments."""
+ALIGNMENTS = "alignments"
+"""The folder of a prepared corpus that holds its word alignments."""
+
+
+def alignment_path(folder, rec_id):
+    """Where a prepared corpus keeps the word alignment of recording ``rec_id``.
+
+    >>> alignment_path("prepared", "demo-train-0001").as_posix()
+    'prepared/alignments/demo-train-0001.TextGrid'
+    """
+    return Path(folder) / ALIGNMENTS / f"{rec_id}.TextGrid"
+
+
+def write_alignment(path, words, duration, tier=WORD_TIER):
+    """Write a word alignment as a long-format TextGrid with one interval tier, LP's form.
+
+    Arguments
+    ---------
+    path : str or Path
+        The TextGrid to write (its folder is created).
+    words : list of tuple
+        ``[(start_s, end_s, label)]`` in time order, within ``duration``.
+    duration : float
+        Seconds of the recording: the tier's end.
+    tier : str
+        The tier's name.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.TextGrid"
+    >>> write_alignment(path, [(0.1, 0.5, "No"), (0.6, 1.2, "mökillä")], 1.5)
+    >>> read_word_tier(path)
+    ([(0.1, 0.5, 'No'), (0.6, 1.2, 'mökillä')], None)
+    """
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # Rounded to the millisecond, as the manifests' durations; a word's end never passes the audio's.
+    entries = [(round(s, 3), round(min(e, duration), 3), w) for s, e, w in words]
+    grid = textgrid.Textgrid()
+    grid.addTier(IntervalTier(tier, [e for e in entries if e[1] > e[0]], 0.0, round(duration, 3)))
+    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
 
 
 def read_word_tier(path, tier=WORD_TIER):
@@ -126,3 +168,67 @@ def words_per_segment(words, durations):
     for start, end, label in words:
         labels[bisect_right(cuts, (start + end) / 2)].append(label)
     return [normalize_transcript(" ".join(segment)) for segment in labels]
+
+
+def aligned_segments(words, limit, duration=None):
+    """Cut an aligned recording into segments of whole words, each shorter than ``limit`` seconds.
+
+    A segment runs from the middle of the pause before its first word to the middle of the pause
+    after its last (the recording's first and last words: 0.1 s beyond them, at most the pause,
+    never past ``duration``); each cut is the longest pause in the later half of the span that still keeps the segment
+    under the limit (the whole span when that half has no pause), so segments hold whole
+    sentences where the pauses between sentences are the longest, and are as long as the limit
+    allows. A word longer than the limit on its own makes no segment.
+
+    Arguments
+    ---------
+    words : list of tuple
+        ``[(start_s, end_s, label)]`` in time order, e.g. of :func:`read_word_tier`.
+    limit : float
+        Seconds every segment stays below.
+    duration : float, optional
+        Seconds of the recording, which the last segment does not pass.
+
+    Returns
+    -------
+    list of tuple
+        ``[(start_s, end_s, text)]``: the segment's span and its normalised words
+        (:func:`~data_prep.text_norm.normalize_transcript`); segments without a word left out.
+
+    Example
+    -------
+    Three sentences of 3 s with 0.6 s pauses, under a 7 s limit: two, then one.
+
+    >>> words = [(0.2, 1.7, "No mä"), (1.7, 3.2, "kävin."), (3.8, 6.8, "Siellä oli kivaa."),
+    ...          (7.4, 10.4, "Joo.")]
+    >>> aligned_segments(words, 7.0)
+    [(0.1, 3.5, 'no mä kävin'), (3.5, 7.1, 'siellä oli kivaa'), (7.1, 10.5, 'joo')]
+    """
+    words = [w for w in sorted(words) if w[2].strip()]
+    if not words:
+        return []
+    # Boundaries between word i-1 and i: the middle of the pause (or the shared instant).
+    bounds = [max(0.0, words[0][0] - 0.1)]
+    bounds += [(words[i - 1][1] + words[i][0]) / 2 for i in range(1, len(words))]
+    pauses = [0.0] + [max(0.0, words[i][0] - words[i - 1][1]) for i in range(1, len(words))]
+    last_end = words[-1][1] + 0.1 if duration is None else min(words[-1][1] + 0.1, duration)
+    segments, first = [], 0
+    while first < len(words):
+        start = bounds[first]
+        if last_end - start < limit:
+            segments.append((start, last_end, first, len(words)))
+            break
+        fits = [i for i in range(first + 1, len(words)) if bounds[i] - start < limit]
+        if not fits:
+            first += 1
+            continue
+        late = [i for i in fits if bounds[i] - start >= limit / 2] or fits
+        cut = max(late, key=lambda i: (pauses[i], i))
+        segments.append((start, bounds[cut], first, cut))
+        first = cut
+    out = []
+    for start, end, i, j in segments:
+        text = normalize_transcript(" ".join(label for _, _, label in words[i:j]))
+        if text:
+            out.append((round(start, 3), round(end, 3), text))
+    return out

@@ -320,7 +320,7 @@ def prepare_demo(out_dir, seed=0, size="default", force=False, long_recordings=N
             source=f"demo sentence {plan['ID']}: {plan['text']}",
         )
     logger.info("synthesising %d utterances (size %s, seed %d) into %s", len(plans), size, seed, out_dir)
-    splits, dropped = synthesise(plans, out_dir, SPEECH_SECONDS)
+    splits, dropped = synthesise(plans, out_dir, SPEECH_SECONDS, alignments=True)
     # Sentence kinds count the sentences inside multi-sentence recordings (KIND_SHARES is per sentence).
     sentences = [{"split": p["split"], "kind": k} for p in plans for k in p.get("kinds", [p["kind"]])]
     kinds = {split: count_by([p for p in sentences if p["split"] == split], "kind") for split in SPLITS}

@@ -17,8 +17,10 @@ True
 import atexit
 import ctypes
 import os
+import re
 import shutil
 import tempfile
+from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,8 @@ from data_prep.manifest import PrepError
 
 ESPEAK_LANGUAGE = "fi"
 """The language of every voice; a ``speaker`` of the built-in corpus is ``fi+<variant>``."""
+_SILENCE = 1e-3
+"""Sample magnitude below which synthesised speech is silent (espeak-ng's pauses are zeros)."""
 
 
 def _link_or_copy(source, target):
@@ -75,6 +79,16 @@ def _steady_voice_data(source):
     return data
 
 
+class _Event(ctypes.Structure):
+    """espeak-ng's ``espeak_EVENT`` (``speak_lib.h``): its type, where in the text (1-based
+    characters) and where in the audio (samples from the start of the utterance)."""
+
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+
 class Synthesizer:
     """espeak-ng through ctypes, speaking at its native 22050 Hz.
 
@@ -97,8 +111,9 @@ class Synthesizer:
     _CHARS_UTF8 = 1
     _RATE, _PITCH, _RANGE = 1, 3, 4
     _CALLBACK = ctypes.CFUNCTYPE(
-        ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+        ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
     )
+    _EVENT_LIST_END, _EVENT_WORD = 0, 1
 
     def __init__(self, library=None, data=None):
         if library is None or data is None:
@@ -147,7 +162,7 @@ class Synthesizer:
                 f"espeak-ng failed to initialise with data {self.data}: reinstall espeakng-loader"
             )
         self.version = lib.espeak_Info(None).decode()
-        self._chunks = []
+        self._chunks, self._words = [], []
         # ctypes calls back into this object; the reference keeps the trampoline alive.
         self._callback = self._CALLBACK(self._collect)
         lib.espeak_SetSynthCallback(self._callback)
@@ -163,6 +178,11 @@ class Synthesizer:
     def _collect(self, wav, n_samples, events):
         if wav and n_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+        i = 0
+        while events and events[i].type != self._EVENT_LIST_END:
+            if events[i].type == self._EVENT_WORD:
+                self._words.append((events[i].text_position, events[i].length, events[i].sample))
+            i += 1
         return 0
 
     def variants(self):
@@ -203,7 +223,7 @@ class Synthesizer:
         if self._set_seed is not None:
             self._set_seed(int(seed))
         data = text.encode("utf-8")
-        self._chunks = []
+        self._chunks, self._words = [], []
         status = self._lib.espeak_Synth(
             data, len(data) + 1, 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None
         )
@@ -213,3 +233,48 @@ class Synthesizer:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(self._chunks).astype(np.float32) / 32768.0
 
+    def word_times(self, text, speech):
+        """When each word of the last :meth:`speak` is said: its word events, trimmed to sound.
+
+        espeak-ng reports the sample at which each word starts; a word lasts until the next one
+        starts, less the silence before it (a pause at a comma or a full stop belongs to no word),
+        found on the clean synthesised samples, where silence is exact.
+
+        Arguments
+        ---------
+        text : str
+            The text just spoken.
+        speech : numpy.ndarray
+            What :meth:`speak` returned for it.
+
+        Returns
+        -------
+        list of tuple
+            ``[(start_s, end_s, word)]`` in time order, seconds from the start of ``speech``,
+            ``word`` as written in ``text``, punctuation included (a word espeak-ng reports
+            no start of joins the one before it).
+        """
+        # An event's text position may fall on the space before its word (after a full stop),
+        # so each event names the first whitespace token that ends after it; a token with no
+        # event of its own (espeak-ng runs it into another) joins the word before it.
+        tokens = [(m.end(), m.group()) for m in re.finditer(r"\S+", text)]
+        ends = [end for end, _ in tokens]
+        first_event = {}
+        for pos, _, start in sorted(self._words, key=lambda w: (w[2], w[0])):
+            k = bisect_right(ends, pos - 1)
+            if k < len(tokens):
+                first_event.setdefault(k, start)
+        labels, starts = [], []
+        for k, (_, token) in enumerate(tokens):
+            if k in first_event and (not starts or first_event[k] > starts[-1]):
+                labels.append(token)
+                starts.append(first_event[k])
+            elif labels:
+                labels[-1] += f" {token}"
+        sounding = np.flatnonzero(np.abs(speech) > _SILENCE)
+        words = []
+        for label, start, nxt in zip(labels, starts, starts[1:] + [len(speech)]):
+            inside = sounding[(sounding >= start) & (sounding < nxt)]
+            end = int(inside[-1]) + 1 if len(inside) else nxt
+            words.append((start / self.sample_rate, max(end, start + 1) / self.sample_rate, label))
+        return words

@@ -26,6 +26,7 @@ import scipy.signal
 import torch
 
 from corpus_tools.audio import resample, write_audio
+from data_prep.alignments import alignment_path, write_alignment
 from data_prep.espeak import ESPEAK_LANGUAGE, Synthesizer
 from data_prep.manifest import MAX_DURATION, SPLITS, Dropped, PrepError, Row, audio_duration
 
@@ -156,7 +157,7 @@ def _render(speech, source_rate, plan):
     return signal.astype(np.float32)
 
 
-def synthesise(plans, out_dir, speech_window=None):
+def synthesise(plans, out_dir, speech_window=None, alignments=False):
     """Speak planned utterances into ``out_dir/audio``.
 
     Arguments
@@ -171,6 +172,10 @@ def synthesise(plans, out_dir, speech_window=None):
     speech_window : tuple of float, optional
         ``(shortest, longest)`` seconds of speech; an utterance outside is re-spoken once at a
         rate scaled to fit. A plan's own ``speech_window`` (a multi-sentence recording's) wins.
+    alignments : bool
+        Also write, for every row with a transcript, when each word is said, as an LP word
+        alignment (:func:`data_prep.alignments.write_alignment` at
+        :func:`~data_prep.alignments.alignment_path`); the audio is the same either way.
 
     Returns
     -------
@@ -182,12 +187,12 @@ def synthesise(plans, out_dir, speech_window=None):
     # resampling costs ten times the CPU on a busy 2-core machine.
     torch.set_num_threads(1)
     try:
-        return _synthesise_all(plans, out_dir, speech_window)
+        return _synthesise_all(plans, out_dir, speech_window, alignments)
     finally:
         torch.set_num_threads(threads)
 
 
-def _synthesise_all(plans, out_dir, speech_window):
+def _synthesise_all(plans, out_dir, speech_window, alignments):
     synth = Synthesizer.get()
     audio_dir = out_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +224,11 @@ def _synthesise_all(plans, out_dir, speech_window):
             path.unlink()
             dropped.append(Dropped(plan["source"], reason))
             continue
+        if alignments and plan["words"] and plan["subset"] != "untranscribed":
+            # The rendering puts pad[0] seconds of silence (whole samples at espeak's rate) first.
+            offset = int(plan["pad"][0] * synth.sample_rate) / synth.sample_rate
+            words = [(offset + s, offset + e, w) for s, e, w in synth.word_times(plan["text"], speech)]
+            write_alignment(alignment_path(out_dir, plan["ID"]), words, duration)
         splits[plan["split"]].append(
             Row(
                 ID=plan["ID"],

@@ -20,6 +20,7 @@ from data_prep.prepared import read_manifest
 from topic_id.models.encoders import encode_frames
 from topic_id.models.piecewise_decoding import segment_limit
 from topic_id.training import metrics
+from topic_id.training.aligned_rows import long_training_counts
 from topic_id.training.base import BaseBrain
 from topic_id.training.transcription import audio_fingerprint, decode
 
@@ -122,6 +123,43 @@ class ASRBranch(BaseBrain):
         metrics.write_json(Path(self.hparams.output_folder) / "hyps.json", record)
 
 
+def wer_by_duration(records, durations, seconds):
+    """WER of the recordings up to ``seconds`` long and of the longer ones, apart.
+
+    Short and long recordings fail differently (a long one is decoded in pieces, and the ASR saw
+    few of its length in training), so one corpus-level WER hides which of them it misses.
+
+    Arguments
+    ---------
+    records : dict
+        ``id``, ``ref`` and ``hyp`` lists of an evaluation pass.
+    durations : dict
+        ``{ID: seconds}`` of the split's recordings.
+    seconds : float
+        The split point.
+
+    Returns
+    -------
+    dict
+        ``wer_short`` and ``wer_long`` (None where there is no such recording), ``rows_short``,
+        ``rows_long`` and ``wer_split_seconds``.
+
+    Example
+    -------
+    >>> records = {"id": ["a", "b"], "ref": ["kissa istuu", "koira"], "hyp": ["kissa istuu", "kissa"]}
+    >>> wer_by_duration(records, {"a": 3.0, "b": 12.0}, 10.0)
+    {'wer_short': 0.0, 'wer_long': 100.0, 'rows_short': 1, 'rows_long': 1, 'wer_split_seconds': 10.0}
+    """
+    out = {}
+    for name, keep in (("short", lambda d: d <= seconds), ("long", lambda d: d > seconds)):
+        picked = [(r, h) for i, r, h in zip(records["id"], records["ref"], records["hyp"]) if keep(durations[i])]
+        out[f"wer_{name}"] = metrics.error_rates(*zip(*picked))["wer"] if picked else None
+        out[f"rows_{name}"] = len(picked)
+    out = {k: out[k] for k in ("wer_short", "wer_long", "rows_short", "rows_long")}
+    out["wer_split_seconds"] = float(seconds)
+    return out
+
+
 class ASRBrain(ASRBranch):
     """CRDNN encoder + attentional decoder + CTC; evaluates WER/CER and keeps the hypotheses."""
 
@@ -136,7 +174,10 @@ class ASRBrain(ASRBranch):
         return self.asr_loss(outputs, batch, stage)
 
     def write_outputs(self, results, labels):
-        """Write ``metrics.json`` (WER/CER per split, parameter count) and ``hyps_<split>.csv``.
+        """Write ``metrics.json`` (WER/CER per split, and apart for short and long recordings:
+        :func:`wer_by_duration`; what training did with its long recordings:
+        :func:`~topic_id.training.aligned_rows.long_training_counts`; parameter count) and
+        ``hyps_<split>.csv``.
 
         Arguments
         ---------
@@ -147,6 +188,10 @@ class ASRBrain(ASRBranch):
         """
         self.write_hyps(results)
         summary = {split: result["metrics"] for split, result in results.items()}
+        for split, result in results.items():
+            durations = {r["ID"]: float(r["duration"]) for r in read_manifest(getattr(self.hparams, f"{split}_csv"))}
+            summary[split].update(wer_by_duration(result["records"], durations, self.hparams.wer_split_seconds))
+        summary["long_training"] = long_training_counts(vars(self.hparams))
         summary["params"] = sum(p.numel() for p in self.modules.parameters())
         summary["trainable_params"] = sum(
             p.numel() for p in self.modules.parameters() if p.requires_grad

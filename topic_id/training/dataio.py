@@ -22,6 +22,7 @@ import torch
 from corpus_tools.audio import resampler
 from data_prep.prepared import read_topics
 from topic_id.config.checks import text_columns
+from topic_id.training.aligned_rows import LONG_TRAINING, segment_long_rows, segment_of
 from topic_id.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ def pick_text(row, columns):
 
 def read_split(hparams, split):
     """Load one manifest as a DynamicItemDataset; training rows filtered by ``train_subset``,
-    ``avoid_if_longer_than`` (seconds, None for no limit) and ``train_hours``."""
+    ``avoid_if_longer_than`` (seconds, None for no limit; with ``long_training: segment`` an
+    aligned longer row becomes its segments, :mod:`topic_id.training.aligned_rows`) and
+    ``train_hours``."""
     csv_path = {"train": hparams["train_csv"], "dev": hparams["dev_csv"], "test": hparams["test_csv"]}
     dataset = sb.dataio.dataset.DynamicItemDataset.from_csv(
         csv_path=csv_path[split], replacements={"data_root": hparams["data_folder"]}
@@ -108,6 +111,15 @@ def read_split(hparams, split):
         subset = hparams["train_subset"]
         dataset = dataset.filtered_sorted(key_test={"subset": lambda s: s == subset})
     if split == "train" and hparams.get("avoid_if_longer_than"):
+        if hparams.get("long_training", "drop") not in LONG_TRAINING:
+            raise ConfigError(f"long_training must be one of {', '.join(LONG_TRAINING)}, "
+                              f"not {hparams['long_training']!r}")
+        if hparams.get("long_training", "drop") == "segment":
+            # Long transcribed recordings train as their word-aligned segments (aligned_rows).
+            rows = {rec_id: dataset.data[rec_id] for rec_id in dataset.data_ids}
+            data, counts = segment_long_rows(rows, hparams["data_folder"], hparams["avoid_if_longer_than"])
+            logger.info("train: %s", counts)
+            dataset = sb.dataio.dataset.DynamicItemDataset(data)
         # As SpeechBrain's CommonVoice recipes: an attention decoder trained on few long
         # recordings learns worse on all of them (docs/demo_profile.md, 'ASR').
         dataset = dataset.filtered_sorted(key_max_value={"duration": hparams["avoid_if_longer_than"]})
@@ -235,7 +247,14 @@ def dataio_prepare(hparams, labels):
         def audio_pipeline(wav):
             return load_audio(wav, sample_rate)
 
-        sb.dataio.dataset.add_dynamic_item(list(datasets.values()), audio_pipeline)
+        @sb.utils.data_pipeline.takes("wav", "start", "stop")
+        @sb.utils.data_pipeline.provides("sig")
+        def span_pipeline(wav, start, stop):
+            return segment_of(load_audio(wav, sample_rate), start, stop, sample_rate)
+
+        for dataset in datasets.values():
+            spans = any("start" in row for row in dataset.data.values())
+            sb.dataio.dataset.add_dynamic_item([dataset], span_pipeline if spans else audio_pipeline)
         keys.append("sig")
 
     if text_encoder_of(hparams) is not None:
