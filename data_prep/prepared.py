@@ -1,13 +1,16 @@
-"""Reading a prepared corpus: its manifests (``$data_root`` resolved), its topics, a linked copy.
+"""Reading a prepared corpus: its manifests (``$data_root`` resolved), its topics, its text
+normalisation, a linked copy.
 
 The one reader of the manifest contract of :mod:`data_prep.manifest`: whatever reads a manifest
 outside SpeechBrain's ``DynamicItemDataset.from_csv`` reads it with :func:`read_manifest`.
 """
 
 import csv
+import json
 from pathlib import Path
 
-from data_prep.manifest import PrepError
+from data_prep.manifest import DONE_MARKER, PrepError
+from data_prep.text_norm import text_settings
 
 
 DATA_ROOT = "$data_root"
@@ -95,6 +98,34 @@ def read_topics(folder):
     if not path.is_file():
         raise PrepError(f"{path} is missing: prepare the corpus first (python -m data_prep ...)")
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def text_normalisation(folder):
+    """How a prepared corpus's transcripts were normalised: ``{"language", "numbers"}``.
+
+    Text written into the corpus later (an ASR's, an import) is normalised the same way, so that a
+    WER against ``words`` and the text systems compare like with like. A corpus prepared before the
+    setting was recorded (or without ``summary.json``) is Finnish, as every preparation then was.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> text_normalisation(folder)
+    {'language': 'fi', 'numbers': 'drop'}
+    >>> _ = (folder / "summary.json").write_text('{"text_normalisation": {"language": "en", "numbers": "keep"}}')
+    >>> text_normalisation(folder)
+    {'language': 'en', 'numbers': 'keep'}
+    """
+    path = Path(folder) / DONE_MARKER
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("text_normalisation") or {}
+    except (OSError, ValueError):
+        recorded = {}
+    try:
+        return text_settings(recorded.get("language", "fi"), recorded.get("numbers"))
+    except ValueError as err:
+        raise PrepError(f"{path}: text_normalisation: {err}; re-prepare the corpus") from None
 
 
 def linked_copy(data, copy):

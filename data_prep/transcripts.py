@@ -18,7 +18,8 @@ or else from the first line: ``{`` starts JSON lines, a CSV header with both nam
 else is Kaldi ``text``.
 
 Each text is normalised as the corpus's own transcripts are
-(:func:`data_prep.text_norm.normalize_transcript`), so that a WER against ``words`` and a text
+(:func:`data_prep.text_norm.normalize_transcript`, in the corpus's language:
+:func:`data_prep.prepared.text_normalisation`), so that a WER against ``words`` and a text
 system trained on either column compare like with like. The column is filled in ``train.csv``,
 ``dev.csv`` and ``test.csv`` (appended as the last column where a manifest lacks it); every other
 column and the row order stay as they were, byte for byte. Every ID is accounted for in the summary
@@ -37,7 +38,7 @@ from pathlib import Path
 
 from corpus_tools.files import atomic_write
 from data_prep.manifest import SPLITS, PrepError, manifest_paths, write_rows
-from data_prep.prepared import manifest_columns, read_manifest
+from data_prep.prepared import manifest_columns, read_manifest, text_normalisation
 from data_prep.text_norm import normalize_transcript
 
 logger = logging.getLogger(__name__)
@@ -337,7 +338,8 @@ def import_transcripts(prepared_dir, file, column, fmt=None):
                         f"into another --column, or into a copy of the corpus, or remove {record.name} "
                         "to replace that ASR's text")
     fmt, found = read_transcript_file(file, column, fmt)
-    texts = {ident: normalize_transcript(raw) for ident, raw in found.items()}
+    settings = text_normalisation(prepared_dir)
+    texts = {ident: normalize_transcript(raw, **settings) for ident, raw in found.items()}
 
     manifests, known = {}, set()
     summary = {"file": str(file.resolve()), "format": fmt, "column": column, "entries": len(texts),

@@ -160,3 +160,18 @@ def test_the_table_prepares_slurp_and_trains_with_english_encoders(tmp_path):
                "hparams/audio_wav2vec2.yaml": ("wav2vec2_source", "facebook/wav2vec2-base")}
     for hparams, (key, value) in english.items():
         assert profile_overrides(planner.ROOT / hparams, "slurp")[key] == value
+
+
+def test_text_written_into_an_english_corpus_later_is_normalised_as_english(prepared, tmp_path):
+    import shutil
+
+    from data_prep.prepared import read_manifest, text_normalisation
+    from data_prep.transcripts import import_transcripts
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(prepared, corpus, ignore=shutil.ignore_patterns("standin_*"))
+    assert text_normalisation(corpus) == {"language": "en", "numbers": "keep"}
+    first = read_manifest(corpus / "test.csv")[0]["ID"]
+    (tmp_path / "hyp.jsonl").write_text(json.dumps({"ID": first, "text": "Wake me UP at 7 O'Clock!"}) + "\n")
+    import_transcripts(corpus, tmp_path / "hyp.jsonl", "asr_words")
+    assert read_manifest(corpus / "test.csv")[0]["asr_words"] == "wake me up at 7 o'clock"

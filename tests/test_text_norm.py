@@ -70,3 +70,25 @@ def test_read_transcript_missing_file(tmp_path):
 
 def test_doctests():
     assert doctest.testmod(text_norm).failed == 0
+
+
+@pytest.mark.parametrize("raw, numbers, expected", [
+    ("Wake me UP at 7 o’clock, don't be late!", "keep", "wake me up at 7 o'clock don't be late"),
+    ("Wake me UP at 7 o’clock, don't be late!", "drop", "wake me up at o'clock don't be late"),
+    ("'Quoted' students' co-workers [noise] <unk>", "keep", "quoted students co workers"),
+    ("It costs 3,000 dollars, 5pm", "keep", "it costs 3000 dollars 5 pm"),
+    ("Café naïve ＡＢ", "keep", "café naïve ab"),
+    ("   \t\n ' -- ", "keep", ""),
+])
+def test_english_keeps_letters_inner_apostrophes_and_digits_as_told(raw, numbers, expected):
+    out = normalize_transcript(raw, language="en", numbers=numbers)
+    assert out == expected and normalize_transcript(out, language="en", numbers=numbers) == out
+
+
+def test_finnish_can_keep_digits_and_unknown_settings_are_refused():
+    assert normalize_transcript("Kesä 2020 oli covid-19 aikaa", numbers="keep") == "kesä 2020 oli covid 19 aikaa"
+    assert normalize_transcript("Kesä 2020") == normalize_transcript("Kesä 2020", "fi", "drop") == "kesä"
+    with pytest.raises(ValueError, match="unknown language 'sv'"):
+        normalize_transcript("hej", language="sv")
+    with pytest.raises(ValueError, match="unknown numbers setting 'spell'"):
+        text_norm.text_settings("en", "spell")

@@ -3,7 +3,8 @@
 :func:`transcribe_with` decodes every row of ``train.csv``, ``dev.csv`` and ``test.csv`` with an
 :class:`topic_id.models.hf_asr.HFASR` (Whisper or a CTC model; ``recipes/transcribe.py
 --asr-model``), normalises the text as the corpus's transcripts are
-(:func:`data_prep.text_norm.normalize_transcript`, so that the WER against ``words`` counts words,
+(:func:`data_prep.text_norm.normalize_transcript` in the corpus's language,
+:func:`data_prep.prepared.text_normalisation`, so that the WER against ``words`` counts words,
 not casing or punctuation), and fills one column of all three manifests at once
 (:func:`data_prep.transcripts.write_manifests`). The summary ``<corpus>/<column>.json`` names the
 model and holds the WER and CER of every split with manual transcripts.
@@ -23,6 +24,7 @@ from pathlib import Path
 from corpus_tools.audio import decode_mono
 from data_prep.manifest import SPLITS, PrepError, manifest_paths
 from data_prep.prepared import manifest_columns, read_manifest
+from data_prep.prepared import text_normalisation
 from data_prep.text_norm import normalize_transcript
 from data_prep.transcripts import check_column, write_manifests
 from topic_id.training.metrics import error_rates, write_json
@@ -216,13 +218,14 @@ def transcribe_with(asr, manifests, column="asr_words", batch_size=8, force=Fals
     finally:
         log.close()
 
+    settings = text_normalisation(manifests)
     summary = {"asr_model": model, "column": column,
-               "normalisation": "data_prep.text_norm.normalize_transcript"}
+               "normalisation": "data_prep.text_norm.normalize_transcript", "text_normalisation": settings}
     for (path, (header, rows)), split in zip(tables.items(), SPLITS):
         if column not in header:
             header.append(column)
         for row in rows:
-            row[column] = normalize_transcript(texts[(split, row["ID"])])
+            row[column] = normalize_transcript(texts[(split, row["ID"])], **settings)
         summary[path.name] = {"asr_model": asr.name, "ids": ids_digest(rows), "rows": len(rows),
                               "empty": sum(not r[column] for r in rows), **_scores(rows, column)}
     summary["wer"] = {s: summary[f"{s}.csv"]["wer"] for s in SPLITS}
