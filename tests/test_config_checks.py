@@ -38,7 +38,8 @@ def _fails(train, capsys, corpus, out, hparams, *args):
     ((*TEXT, "--train_text=asr_words"), "no train row has text in it; for asr_words run recipes/transcribe.py"),
     (("hparams/text.yaml", "--text_dim=48"), "--text_dim=48 but the text encoder"),
     (("hparams/audio_wav2vec2.yaml", "--wav2vec2_dim=40"),
-     f"--wav2vec2_dim=40 but the wav2vec2 model is {STANDIN_WAV2VEC2['hidden_size']} wide"),
+     f"--ssl_dim=40 but the SSL encoder is {STANDIN_WAV2VEC2['hidden_size']} wide"),
+    (("hparams/audio_wav2vec2.yaml", "--ssl_dim=40"), "--ssl_dim=40 but the SSL encoder is"),
     ((*AUDIO, "--numbr_of_epochs=3"), "--numbr_of_epochs: audio_tdnn.yaml has no such key; nearest: number_of_epochs"),
     ((*AUDIO, "--n_topics=5"), "lists 8 topics but n_topics is 5"),
     (("hparams/audio_crdnn.yaml", "--init_from=/nonexistent/run"), "/nonexistent/run is not a training run folder"),
@@ -108,7 +109,9 @@ def test_which_systems_read_text(keys, expected):
     ({"text_encoder": SimpleNamespace(dim=32, name="bert"), "text_dim": 768},
      "--text_dim=768 but the text encoder bert is 32 wide: pass --text_dim=32"),
     ({"wav2vec2": {"encoder": SimpleNamespace(dim=32)}, "wav2vec2_dim": 1024},
-     "--wav2vec2_dim=1024 but the wav2vec2 model is 32 wide: pass --wav2vec2_dim=32"),
+     "--wav2vec2_dim=1024 but the SSL encoder is 32 wide: pass --wav2vec2_dim=32"),
+    ({"wav2vec2": {"encoder": SimpleNamespace(dim=32)}, "wav2vec2_dim": 1024, "ssl_dim": 48},
+     "--ssl_dim=48 but the SSL encoder is 32 wide: pass --ssl_dim=32"),
     ({"wav2vec2": SimpleNamespace(dim=16), "wav2vec2_dim": 32}, "is 16 wide"),
 ])
 def test_a_dimension_that_is_not_the_models_says_which_to_pass(hparams, message):

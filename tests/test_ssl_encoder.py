@@ -23,9 +23,8 @@ def learned_standin(tmp_path_factory):
 
 def _encoder(folder, tmp_path, freeze_feature_extractor):
     """The project's encoder, built by its YAML fragment as the Wav2vec2 system builds it."""
-    overrides = {"source": str(folder), "save_path": str(tmp_path / "hub"),
-                 "freeze_feature_extractor": freeze_feature_extractor}
-    with open(ROOT / "hparams" / "modules" / "wav2vec2.yaml", encoding="utf-8") as f:
+    overrides = {"source": str(folder), "freeze_feature_extractor": freeze_feature_extractor}
+    with open(ROOT / "hparams" / "modules" / "ssl_encoder.yaml", encoding="utf-8") as f:
         return load_hyperpyyaml(f, overrides)["encoder"]
 
 

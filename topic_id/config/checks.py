@@ -93,19 +93,21 @@ def check_data(hparams):
 
 
 def check_encoder_dims(hparams):
-    """``text_dim`` and ``wav2vec2_dim`` equal the hidden sizes of the models they describe."""
+    """``text_dim`` and ``ssl_dim`` (or its older name ``wav2vec2_dim``) equal the hidden sizes of
+    the models they describe."""
     text = hparams.get("text_encoder") or hparams.get("text_target")
     if text is not None and "text_dim" in hparams and text.dim != hparams["text_dim"]:
         raise ConfigError(f"--text_dim={hparams['text_dim']} but the text encoder {text.name} is "
                           f"{text.dim} wide: pass --text_dim={text.dim}")
-    wav2vec2 = hparams.get("wav2vec2")
-    if isinstance(wav2vec2, dict):  # hparams/modules/wav2vec2.yaml, included
-        wav2vec2 = wav2vec2.get("encoder")
-    if wav2vec2 is not None and "wav2vec2_dim" in hparams:
-        width = int(wav2vec2.dim)
-        if width != hparams["wav2vec2_dim"]:
-            raise ConfigError(f"--wav2vec2_dim={hparams['wav2vec2_dim']} but the wav2vec2 model is "
-                              f"{width} wide: pass --wav2vec2_dim={width}")
+    ssl = hparams.get("wav2vec2")
+    if isinstance(ssl, dict):  # hparams/modules/ssl_encoder.yaml, included
+        ssl = ssl.get("encoder")
+    key = next((k for k in ("ssl_dim", "wav2vec2_dim") if k in hparams), None)
+    if ssl is not None and key is not None:
+        width = int(ssl.dim)
+        if width != hparams[key]:
+            raise ConfigError(f"--{key}={hparams[key]} but the SSL encoder is {width} wide: "
+                              f"pass --{key}={width}")
 
 
 def check_config(hparams):

@@ -12,7 +12,7 @@ back with ruamel.yaml's round-trip mode, the parser HyperPyYAML itself uses, so 
 the merge with the profile. A key the YAML lacks is a :class:`~topic_id.errors.ConfigError` naming
 the nearest keys (HyperPyYAML's own message is a Python list of every key).
 
-Keys the corpus or a model fixes (``n_topics``, ``text_dim``, ``wav2vec2_dim``:
+Keys the corpus or a model fixes (``n_topics``, ``text_dim``, ``ssl_dim``:
 :func:`derived_keys`) are read from them unless the profile or the command line sets them, and go
 into the overrides like any other: the run's ``hyperparams.yaml`` shows the value that trained, and
 ``recipes/train.py`` logs where each was read.
@@ -197,6 +197,9 @@ def resolve_overrides(hparams_file, overrides, profile=None, with_derived=False,
     keys = top_level_keys(hparams_file)
     check_keys(given, keys, hparams_file)
     merged = profile_overrides(hparams_file, profile) if profile else {}
+    for old, new in OLDER_NAMES.items():
+        if old in given and new not in given and old in keys:
+            merged.pop(new, None)  # the command line's older name beats the profile's new one
     merged.update(given)
     derived = derived_keys(hparams_file, merged, corpus)
     merged.update({key: value for key, (value, _) in derived.items()})
@@ -210,18 +213,25 @@ def resolve_overrides(hparams_file, overrides, profile=None, with_derived=False,
 # vectors the system's layers take in must be the model's hidden size.
 MODEL_WIDTHS = {
     "text_dim": ("text_encoder_source", "text_encoder_revision"),
+    "ssl_dim": ("ssl_source", "ssl_revision"),
     "wav2vec2_dim": ("wav2vec2_source", "wav2vec2_revision"),
 }
+# Older names of keys, kept by the YAMLs that renamed them (the new key defaults to the old one's
+# value, and wins where both are given). A width given by either name is not read from the model;
+# given neither, both get its width. An older name on the command line beats the new name in a profile.
+OLDER_NAMES = {"wav2vec2_dim": "ssl_dim", "wav2vec2_source": "ssl_source",
+               "wav2vec2_revision": "ssl_revision", "freeze_wav2vec2": "ssl_freeze"}
 
 
 def derived_keys(hparams_file, overrides, corpus=True):
     r"""The keys the corpus and the models fix, for those the overrides leave at the YAML's default.
 
     ``n_topics`` is the number of labels in ``<data_folder>/topics.txt``; ``text_dim`` and
-    ``wav2vec2_dim`` (:data:`MODEL_WIDTHS`) the ``hidden_size`` in the ``config.json`` of the
-    model the YAML and overrides name (a local folder, or a hub id already in the local cache). A
-    key the overrides set is left alone (the checks after loading compare it with the corpus and
-    the model); so is one whose corpus or model cannot be read yet (the YAML's default stays).
+    ``ssl_dim`` (:data:`MODEL_WIDTHS`) the hidden size in the ``config.json`` of the model the
+    YAML and overrides name (a local folder, or a hub id already in the local cache). A key the
+    overrides set, by its name or its older name (:data:`OLDER_NAMES`), is left alone (the checks
+    after loading compare it with the corpus and the model); so is one whose corpus or model
+    cannot be read yet (the YAML's default stays).
 
     Arguments
     ---------
@@ -247,9 +257,20 @@ def derived_keys(hparams_file, overrides, corpus=True):
     2
     >>> derived_keys(folder / "sys.yaml", {"data_folder": str(folder), "n_topics": 3})
     {}
+    >>> _ = (folder / "config.json").write_text('{"hidden_size": 48}')
+    >>> _ = (folder / "model.safetensors").write_bytes(b"")
+    >>> _ = (folder / "ssl.yaml").write_text("wav2vec2_dim: 1024\nssl_dim: !ref <wav2vec2_dim>\n"
+    ...                                      "ssl_source: !PLACEHOLDER\nssl_revision: null\n")
+    >>> sorted((k, v[0]) for k, v in derived_keys(folder / "ssl.yaml", {"ssl_source": str(folder)}).items())
+    [('ssl_dim', 48), ('wav2vec2_dim', 48)]
+    >>> derived_keys(folder / "ssl.yaml", {"ssl_source": str(folder), "wav2vec2_dim": 40})
+    {}
     """
     keys = top_level_keys(hparams_file)
-    wanted = [k for k in ("n_topics", *MODEL_WIDTHS) if k in keys and k not in overrides]
+    renamed = {old: new for old, new in OLDER_NAMES.items() if old in keys and new in keys}
+    given = set(overrides) | {renamed[k] for k in overrides if k in renamed}
+    given |= {old for old, new in renamed.items() if new in given}
+    wanted = [k for k in ("n_topics", *MODEL_WIDTHS) if k in keys and k not in given]
     if not wanted:
         return {}
     values = _Resolver(hparams_file, overrides)
@@ -258,16 +279,21 @@ def derived_keys(hparams_file, overrides, corpus=True):
     if "n_topics" in wanted and corpus and isinstance(folder, str):
         out["n_topics"] = (len(read_topics(folder)), str(Path(folder) / "topics.txt"))
     for key in wanted:
-        if key in MODEL_WIDTHS:
+        if key in MODEL_WIDTHS and key not in renamed:
             source, revision = (values.get(k) for k in MODEL_WIDTHS[key])
             width = model_width(source, revision) if isinstance(source, str) else None
             if width is not None:
                 out[key] = width
+    for old, new in renamed.items():
+        if new in out and old in wanted:
+            out[old] = out[new]
     return out
 
 
 def model_width(source, revision=None):
-    """``(hidden_size, config.json path)`` of a local model folder or a cached hub id, or None.
+    """``(hidden size, config.json path)`` of a local model folder or a cached hub id, or None.
+
+    The hidden size is ``hidden_size``, or ``d_model`` where the config names it so (Whisper).
 
     Nothing is downloaded: a model not yet on this machine gives None, and loading the model
     later says how to get it.
@@ -286,7 +312,8 @@ def model_width(source, revision=None):
     try:
         path, _ = resolve_model(source, revision)
         config = path / "config.json"
-        width = json.loads(config.read_text(encoding="utf-8")).get("hidden_size")
+        fields = json.loads(config.read_text(encoding="utf-8"))
+        width = fields.get("hidden_size", fields.get("d_model"))
     except (ModelNotFound, OSError, ValueError):
         return None
     return (int(width), str(config)) if isinstance(width, int) else None

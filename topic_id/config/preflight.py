@@ -7,7 +7,7 @@ whichever step first needs them, after the days of the steps before. Two checks,
 
 - :func:`check_models`: for the registry rows to train (``recipes/systems.csv``), with the profile
   and overrides the table gives them, every pretrained model their YAMLs build (the text encoder
-  :class:`topic_id.models.text_encoder.TextEncoder`, the wav2vec2 :class:`topic_id.models.ssl_encoder.Wav2Vec2`) is
+  :class:`topic_id.models.text_encoder.TextEncoder`, the speech encoder :class:`topic_id.models.ssl_encoder.SSLEncoder`) is
   resolved by :func:`topic_id.models.hub.resolve_model` and its config and tokenizer or feature extractor
   are loaded as the training code will load them; no weights are read. Models that an earlier step
   builds (the demo's stand-ins) are passed as ``built`` and skipped.
@@ -33,13 +33,14 @@ from pathlib import Path
 from topic_id.config.corpus_fit import check_corpus
 from topic_id.config.row_config import instances, row_hparams
 from topic_id.errors import ConfigError, exit_with, one_line
-from topic_id.models.hub import TEXT_ENCODER, WAV2VEC2, ModelNotFound, load_config, load_tokenizer, refetch, resolve_model
+from topic_id.models.hub import SSL_ENCODER, TEXT_ENCODER, ModelNotFound, load_config, load_tokenizer, refetch, resolve_model
 
 logger = logging.getLogger(__name__)
 
 MODEL_CLASSES = {
     "topic_id.models.text_encoder.TextEncoder": (TEXT_ENCODER, "text_dim"),
-    "topic_id.models.ssl_encoder.Wav2Vec2": (WAV2VEC2, "wav2vec2_dim"),
+    "topic_id.models.ssl_encoder.SSLEncoder": (SSL_ENCODER, "ssl_dim"),
+    "topic_id.models.ssl_encoder.Wav2Vec2": (SSL_ENCODER, "wav2vec2_dim"),
 }
 """The classes of the system YAMLs that load a pretrained model: its kind, and the key of its width."""
 
@@ -63,7 +64,7 @@ class NeededModel:
     rows : list of str
         The registry rows that need it.
     widths : dict
-        ``{row: width}``: the width each row's YAML expects (``text_dim``, ``wav2vec2_dim``).
+        ``{row: width}``: the width each row's YAML expects (``text_dim``, ``ssl_dim``).
     """
 
     source: str
@@ -128,8 +129,8 @@ def load_model_files(path, class_name, source=None):
     """Load what ``class_name`` reads of a resolved model folder besides the weights; returns its config.
 
     The text encoder's config (typed even without ``model_type``, :func:`topic_id.models.hub.load_config`)
-    and tokenizer; the wav2vec2's config and feature extractor, as SpeechBrain's Hugging Face
-    integration loads them (``AutoConfig``, ``AutoFeatureExtractor``).
+    and tokenizer; the speech encoder's config and feature extractor, as
+    :class:`topic_id.models.ssl_encoder.SSLEncoder` loads them (``AutoConfig``, ``AutoFeatureExtractor``).
     """
     kind = MODEL_CLASSES[class_name][0]
     if class_name == "topic_id.models.text_encoder.TextEncoder":
@@ -161,7 +162,7 @@ def check_models(rows, data, profile=None, extra=(), root=".", built=()):
     ------
     ConfigError
         One line: the model, the rows that need it, why it is not usable and the commands that
-        provide it; or a row's width key (``text_dim``, ``wav2vec2_dim``) that differs from the
+        provide it; or a row's width key (``text_dim``, ``ssl_dim``) that differs from the
         model's hidden size.
     """
     import transformers

@@ -110,8 +110,9 @@ class PoolAccumulator:
 def frame_stride(encoder):
     """Input units (feature frames or samples) per output frame of an audio encoder.
 
-    wav2vec2: the product of its convolutional strides (320); a module with time pooling (the
-    CRDNN): the product of its time-pooling strides; otherwise 1 (the TDNN).
+    An encoder that says it (``frame_stride``: :class:`topic_id.models.ssl_encoder.SSLEncoder`,
+    320 samples); wav2vec2: the product of its convolutional strides (320); a module with time
+    pooling (the CRDNN): the product of its time-pooling strides; otherwise 1 (the TDNN).
 
     Example
     -------
@@ -119,6 +120,8 @@ def frame_stride(encoder):
     >>> frame_stride(TDNN(8, channels=[4, 4, 4, 4, 4]))
     1
     """
+    if isinstance(getattr(encoder, "frame_stride", None), int):
+        return encoder.frame_stride
     config = getattr(getattr(encoder, "model", None), "config", None)
     if config is not None and hasattr(config, "conv_stride"):
         return math.prod(config.conv_stride)
@@ -145,7 +148,7 @@ def whole_input_norm(encoder, x):
         x = normalize_utterances(x, torch.tensor([x.shape[1]], device=x.device))
         switched.append("utterance_norm")
     if getattr(encoder, "normalize_wav", False):
-        # As topic_id.models.ssl_encoder.Wav2Vec2.extract_features does, over all samples.
+        # As topic_id.models.ssl_encoder.SSLEncoder does, over all samples.
         x = (x - x.mean(dim=1, keepdim=True)) / torch.sqrt(x.var(dim=1, unbiased=False, keepdim=True) + 1e-7)
         switched.append("normalize_wav")
     for name in switched:

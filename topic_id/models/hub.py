@@ -1,7 +1,7 @@
 """One resolver for the pretrained models of both encoders: a local folder or a Hugging Face hub id.
 
 FinBERT (``TurkuNLP/bert-base-finnish-uncased-v1``, :class:`topic_id.models.text_encoder.TextEncoder`) and XLS-R
-(``facebook/wav2vec2-xls-r-300m``, :class:`topic_id.models.ssl_encoder.Wav2Vec2`), their stand-ins and the
+(``facebook/wav2vec2-xls-r-300m``, or any speech encoder of :class:`topic_id.models.ssl_encoder.SSLEncoder`), their stand-ins and the
 pretraining command (:mod:`topic_id.standins`) all find their model through
 :func:`resolve_model`:
 
@@ -62,9 +62,11 @@ class ModelKind:
 
 TEXT_ENCODER = ModelKind("text encoder", "--text_encoder_source=DIR", "FinBERT",
                          "python -m topic_id.standins build-bert --manifests DATA --out DIR")
-WAV2VEC2 = ModelKind("audio encoder", "--wav2vec2_source=DIR", "XLS-R",
-                     "python -m topic_id.standins build-wav2vec2 --out DIR")
-ANY_MODEL = ModelKind("model", "the folder as --text_encoder_source=DIR or --wav2vec2_source=DIR",
+SSL_ENCODER = ModelKind("audio encoder", "--ssl_source=DIR", "XLS-R",
+                        "python -m topic_id.standins build-wav2vec2 --out DIR")
+WAV2VEC2 = SSL_ENCODER
+"""The older name of :data:`SSL_ENCODER`."""
+ANY_MODEL = ModelKind("model", "the folder as --text_encoder_source=DIR or --ssl_source=DIR",
                       "the published model")
 
 
@@ -91,9 +93,9 @@ def howto(source, kind=ANY_MODEL):
 
     Example
     -------
-    >>> lines = howto("Org/model", WAV2VEC2).splitlines()
+    >>> lines = howto("Org/model", SSL_ENCODER).splitlines()
     >>> lines[1].split()[:4], lines[2].split("DIR.")[0]
-    (['hf', 'download', 'Org/model', '--local-dir'], 'and pass --wav2vec2_source=')
+    (['hf', 'download', 'Org/model', '--local-dir'], 'and pass --ssl_source=')
     """
     text = (
         f"To get it: run `topic-id download {source}` where there is internet access (into the "
@@ -134,7 +136,7 @@ def resolve_model(source, revision=None, download=False, cache_dir=None, kind=AN
     cache_dir : str, optional
         The Hugging Face hub cache (default: ``HF_HUB_CACHE``).
     kind : ModelKind
-        What the messages say (:data:`TEXT_ENCODER`, :data:`WAV2VEC2` or :data:`ANY_MODEL`).
+        What the messages say (:data:`TEXT_ENCODER`, :data:`SSL_ENCODER` or :data:`ANY_MODEL`).
 
     Returns
     -------

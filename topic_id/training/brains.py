@@ -204,7 +204,9 @@ class FinetuneBrain(TopicBrain):
 
     def init_optimizers(self):
         """One optimizer for the pretrained encoder, one for everything else."""
-        encoder = list(self.modules.audio_encoder.parameters())
+        audio = getattr(self.modules.audio_encoder, "module", self.modules.audio_encoder)  # DDP-wrapped
+        # New parameters of the encoder module (an SSL encoder's layer weights) train with the head.
+        encoder = list(getattr(audio, "pretrained_parameters", audio.parameters)())
         ids = {id(p) for p in encoder}
         self.optimizer = self.opt_class([p for p in self.modules.parameters() if id(p) not in ids])
         self.encoder_optimizer = self.hparams.encoder_opt_class(encoder)
