@@ -1,17 +1,20 @@
 """``csv`` and ``speak`` read a CSV the same way (data_prep/intake.py, splits.given_splits).
 
 One CSV with audio paths and text serves both commands; they must keep the same rows in the same
-splits and drop the same rows for the same reasons.
+splits and drop the same rows for the same reasons. ``speak --language en`` speaks English with
+held-out English voices, and the text and audio rows train on what it speaks.
 """
 
 import csv
+import json
 
 import numpy as np
+import pytest
 import soundfile
 
 from data_prep.csv_corpus import prepare_csv_corpus
 from data_prep.prepared import read_manifest
-from data_prep.speak import speak_csv
+from data_prep.speak import ENGLISH_VOICES, speak_csv
 
 ROWS = [  # ID, text, topic, speaker, split
     ("u1", "mä kävin saunassa", "sauna", "anna", "train"),  # anna is also in test: test keeps her
@@ -58,3 +61,49 @@ def test_csv_and_speak_keep_and_drop_the_same_rows(tmp_path):
     assert "invalid split 'holdout'" in reasons[f"{meta}:8"]
     assert "duplicate ID 'u1'" in reasons[f"{meta}:9"]
     assert len(dropped) == 3
+
+
+ENGLISH = {"alarm": ["Wake me up at 7 o'clock", "Set an alarm for six thirty", "Cancel my morning alarm",
+                     "Remind me at noon to call mom", "Snooze the alarm for ten minutes", "Don't wake me before eight"],
+           "weather": ["Is it going to rain today?", "What's the weather like in Paris", "Will it be sunny this weekend",
+                       "How cold is it outside", "Do I need an umbrella tomorrow", "Tell me the forecast for Monday"],
+           "music": ["Play some jazz music", "Turn the music up a little", "Skip this song please",
+                     "Put on my favourite playlist", "Who sings this track", "Shuffle the rock songs"]}
+
+
+@pytest.fixture(scope="module")
+def english_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("english")
+    with open(root / "texts.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "topic"])
+        writer.writerows((text, topic) for topic, texts in ENGLISH.items() for text in texts)
+    speak_csv(root / "texts.csv", root / "corpus", language="en")
+    return root / "corpus"
+
+
+def test_english_text_is_spoken_by_held_out_english_voices(english_corpus):
+    rows = {s: read_manifest(english_corpus / f"{s}.csv") for s in ("train", "dev", "test")}
+    voices = {s: {r["speaker"] for r in rs} for s, rs in rows.items()}
+    for split, pool in ENGLISH_VOICES.items():
+        assert voices[split] and voices[split] <= set(pool)
+    assert not voices["train"] & (voices["dev"] | voices["test"])
+    words = {r["words"] for rs in rows.values() for r in rs}
+    assert "wake me up at 7 o'clock" in words and "don't wake me before eight" in words
+    summary = json.loads((english_corpus / "summary.json").read_text())
+    assert summary["text_normalisation"] == {"language": "en", "numbers": "keep"}
+    assert summary["synthesiser"].endswith("language en") and summary["input_rows"] == 18 == summary["kept"]
+
+
+@pytest.mark.training
+def test_the_text_and_audio_rows_train_on_a_spoken_english_corpus(english_corpus, train, tmp_path):
+    from topic_id.standins.bert import build_standin
+
+    from conftest import STANDIN
+
+    texts = [r["words"] for s in ("train", "dev", "test") for r in read_manifest(english_corpus / f"{s}.csv")]
+    build_standin(texts, english_corpus / "standin_bert", **STANDIN)
+    for hparams, name in (("hparams/text.yaml", "text"), ("hparams/audio_tdnn.yaml", "audio_bl")):
+        run = train(hparams, english_corpus, tmp_path / name, "--number_of_epochs=1")
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["test"]["n"] == len(read_manifest(english_corpus / "test.csv"))
