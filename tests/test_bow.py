@@ -3,6 +3,7 @@
 import csv
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,7 +115,7 @@ def test_asr_text_without_transcription_is_a_clear_error(tiny_corpus, train, tmp
 
 
 @pytest.mark.training
-def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path, capsys):
+def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path):
     root = tmp_path / "results"
     for name in ("bow_man", "text_man"):
         (root / name).mkdir(parents=True)
@@ -126,6 +127,78 @@ def test_report_puts_bow_beside_the_text_rows(registry_runs, tmp_path, capsys):
     order = [line.split(" | ")[0][2:] for line in table_md.splitlines()[2:]]
     assert order.index("text semi-sup") < order.index("BoW man trn (ours)") < order.index("audio BL")
     assert "Rows marked `(ours)`" in (root / "report" / "report.md").read_text()
-    assert cli.main(["export", str(root / "bow_man" / "1"), str(tmp_path / "export")]) == 1
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _posteriors(rows, labels):
+    return np.array([[float(r[f"p_{label}"]) for label in labels] for r in rows])
+
+
+@pytest.mark.training
+def test_exported_bow_row_predicts_text_and_audio_like_the_other_text_systems(registry_runs, tmp_path):
+    """bow_asr (ASR text everywhere) exports with the ASR that transcribed its corpus: text and audio
+    through `topic-id predict`, batch predict and SpeechBrain's foreign_class, from a moved folder."""
+    import shutil
+
+    from speechbrain.inference.interfaces import foreign_class
+    from speechbrain.utils.data_utils import batch_pad_right
+
+    from data_prep.prepared import read_manifest
+    from topic_id.serving.batch_predict import predict_to_csv
+    from topic_id.serving.inference import predict
+
+    run, corpus = registry_runs("bow_asr")
+    export = tmp_path / "export"
+    assert cli.main(["export", str(run), str(export)]) == 0
+    info = json.loads((export / "export.json").read_text())
+    assert info["inputs"] == "text" and "bow.ckpt" in info["files"] and info["checkpoint"] is None
+    assert info["asr"]["run"] == str(registry_runs("asr")[0].resolve())
+    with open(run / "predictions.csv", newline="") as f:
+        reference = list(csv.DictReader(f))
+    labels = (run / "topics.txt").read_text().split()
+    rows = {r["ID"]: r for r in read_manifest(corpus / "test.csv")}
+    # `topic-id predict --text ...` (what the CLI calls; SpeechBrain's logs share its stdout here).
+    results = predict(export, [], texts=[rows[r["ID"]]["asr_words"] for r in reference], device="cpu")
+    assert [r["topic"] for r in results] == [r["predicted"] for r in reference]
+    assert np.allclose([[r["posteriors"][label] for label in labels] for r in results],
+                       _posteriors(reference, labels), atol=1e-5)
+
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.copytree(export, moved)
+    shutil.rmtree(export)
+    model = foreign_class(source=str(moved), pymodule_file="custom_interface.py",
+                          classname="TopicIdentifier", run_opts={"device": "cpu"})
+    assert model.needs == "text" and model.sample_rate == 16000
+    files = [rows[r["ID"]]["wav"] for r in reference[:4]]
+    wavs, lens = batch_pad_right([model.load_audio(f) for f in files])
+    heard = model.transcribe_batch(wavs, lens)
+    from_audio, _, _ = model.classify_batch(wavs, lens)
+    from_text, _, _ = model.classify_batch(texts=heard)
+    assert np.allclose(from_audio.numpy(), from_text.numpy(), atol=1e-6)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for f in files:
+        (folder / Path(f).name).symlink_to(f)
+    summary = predict_to_csv(model, [folder], tmp_path / "preds.csv", progress=False)
+    assert summary["predicted"] == 4 and summary["complete"]
+    with open(tmp_path / "preds.csv", newline="") as f:
+        batch = list(csv.DictReader(f))
+    again, _, topics = model.classify_batch(texts=[r["text"] for r in batch])
+    assert topics == [r["topic"] for r in batch]
+    assert np.allclose(again.numpy(), _posteriors(batch, labels), atol=1e-5)
+
+
+@pytest.mark.training
+def test_bow_run_folder_classifies_text_and_says_it_has_no_asr_for_audio(registry_runs, capsys):
+    run, corpus = registry_runs("bow_man")
+    with open(run / "predictions.csv", newline="") as f:
+        first = next(csv.DictReader(f))
+    from data_prep.prepared import read_manifest
+    from topic_id.serving.inference import predict
+
+    row = next(r for r in read_manifest(corpus / "test.csv") if r["ID"] == first["ID"])
+    (result,) = predict(run, [], texts=[row["words"]], device="cpu")  # exported on the fly
+    assert result["topic"] == first["predicted"]
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", str(run), row["wav"], "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no ASR to transcribe audio" in err[-1] and "Traceback" not in "".join(err)

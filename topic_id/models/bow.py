@@ -7,6 +7,12 @@ and :func:`topic_id.training.dataio.pick_text`) and writes the outputs every run
 ``topic-id report`` puts it into Table I like any row. ``recipes/train.py`` calls :func:`train`
 when the YAML names it as its ``trainer``.
 
+The fitted model is saved in the run folder (:data:`MODEL_FILE`, scikit-learn's own persistence
+through joblib, with the label order), so that ``topic-id export`` makes it a model folder like any
+other: :class:`BagOfWords` is the module the export's Pretrainer loads it into, and
+:class:`BagOfWordsBrain` what :class:`topic_id.serving.inference.TopicIdentifier` classifies with.
+Like any pickle, load only a model folder you trust.
+
 The model is deterministic: the L-BFGS solver of the logistic regression draws no random numbers,
 so every seed of a row gives the same numbers (std 0 in Table I). The same model scores the
 transcripts of the built-in corpus when it is prepared (``bow_logreg`` of its ``summary.json``,
@@ -17,6 +23,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, mark_as_transfer, register_checkpoint_hooks
 
 from corpus_tools.text_classifier import fit_model
 from topic_id.training import metrics
@@ -25,6 +33,8 @@ from topic_id.training.hf_transcription import text_authors
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
+MODEL_FILE = "bow_model.joblib"
+"""The fitted model in a run folder: ``{"model": Pipeline, "labels": [...], "sklearn": version}``."""
 
 
 def posteriors(model, texts, labels):
@@ -60,6 +70,83 @@ def posteriors(model, texts, labels):
     out = np.zeros((len(texts), len(labels)))
     out[:, [labels.index(c) for c in model.classes_]] = model.predict_proba(list(texts))
     return out
+
+
+def save_model(model, labels, path):
+    """Write a fitted model and its label order (joblib, as scikit-learn documents for persistence)."""
+    import joblib
+    import sklearn
+
+    joblib.dump({"model": model, "labels": list(labels), "sklearn": sklearn.__version__}, path)
+
+
+def load_model(path):
+    """``(model, labels)`` of a :func:`save_model` file; scikit-learn warns when its version differs."""
+    import joblib
+    import sklearn
+
+    saved = joblib.load(path)
+    if saved.get("sklearn") != sklearn.__version__:
+        logger.warning("%s was saved by scikit-learn %s, this is %s: if its posteriors look wrong, "
+                       "train the row again", path, saved.get("sklearn"), sklearn.__version__)
+    return saved["model"], saved["labels"]
+
+
+@register_checkpoint_hooks
+class BagOfWords(torch.nn.Module):
+    """A fitted bag-of-words model as a module: what an export's Pretrainer loads (``bow.ckpt``).
+
+    It has no parameters; its checkpoint is the :func:`save_model` file. Called on texts it gives
+    the log posteriors ``[B, len(labels)]`` in its label order (``topics.txt``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "bow.ckpt"
+    >>> save_model(fit_model(["kissa", "auto"], ["b", "c"]), ["a", "b", "c"], path)
+    >>> module = BagOfWords()
+    >>> module._load(path)
+    >>> module(["kissa"]).exp().argmax(-1).tolist(), module.labels
+    ([1], ['a', 'b', 'c'])
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.model, self.labels = None, None
+
+    def forward(self, texts):
+        if self.model is None:
+            raise RuntimeError("no bag-of-words model loaded (BagOfWords._load)")
+        probs = torch.from_numpy(posteriors(self.model, texts, self.labels)).float()
+        return probs.log()  # a topic never seen in training: probability 0, log -inf
+
+    @mark_as_saver
+    def _save(self, path):
+        save_model(self.model, self.labels, path)
+
+    @mark_as_transfer
+    def _transfer(self, path):
+        self.model, self.labels = load_model(path)
+
+    @mark_as_loader
+    def _load(self, path, end_of_epoch=False):
+        self._transfer(path)
+
+
+class BagOfWordsBrain:
+    """The two calls :class:`topic_id.serving.inference.TopicIdentifier` makes of a system's Brain
+    (``embed``, then ``classify``), for a bag-of-words model: texts in, log posteriors out."""
+
+    long_input = None  # text only: nothing to encode in chunks
+
+    def __init__(self, module):
+        self.module = module
+
+    def embed(self, batch, stage=None):
+        return {"texts": list(batch.texts)}
+
+    def classify(self, outputs):
+        return {"logprobs": self.module(outputs["texts"])}
 
 
 def n_weights(model):
@@ -131,9 +218,10 @@ def train(hparams, labels):
     Called by ``recipes/train.py`` (main process) after it has written ``hyperparams.yaml``,
     ``log.txt``, ``run.json`` and ``topics.txt``. Writes ``metrics.json`` (the keys of
     every run, plus ``train`` scores, ``vocabulary`` and ``train_rows``), ``predictions.csv`` (test),
-    ``predictions_dev.csv`` and ``confusion.png``. No ``embeddings_*.pt``: the model's input is a
-    sparse vocabulary-sized vector, not an utterance embedding. Nothing is checkpointed: fitting
-    takes seconds, so a second run simply fits again (to the same model).
+    ``predictions_dev.csv``, ``confusion.png`` and the fitted model (:data:`MODEL_FILE`, what
+    ``topic-id export`` takes). No ``embeddings_*.pt``: the model's input is a sparse
+    vocabulary-sized vector, not an utterance embedding. Nothing is checkpointed: fitting takes
+    seconds, so a second run simply fits again (to the same model).
 
     Arguments
     ---------
@@ -162,6 +250,7 @@ def train(hparams, labels):
     model = fit_model([texts[i] for i in keep], [topics[i] for i in keep], vectorizer=hparams["vectorizer"],
                       ngram_range=hparams["ngram_range"], min_df=hparams["min_df"], C=hparams["C"],
                       max_iter=hparams["max_iter"])
+    save_model(model, names, out / MODEL_FILE)
     summary = {}
     for split, (ids, topics, texts) in data.items():
         if split == "train":

@@ -12,20 +12,30 @@ from wherever it is moved. It holds::
     <module>.ckpt           the run's best-checkpoint weights of its modules (normaliser included;
                             no optimizer, counter or scheduler)
     topics.txt              the label order
-    text_encoder/           a stand-in BERT, copied; FinBERT is referenced (hub id or local path)
+    text_encoder/           a stand-in BERT, copied; FinBERT is referenced (hub id or local path);
+                            a fine-tuned encoder's weights are its text_model.ckpt (the
+                            folder or hub id then gives only its config and tokenizer)
     <asr>.yaml asr_*.ckpt   the ASR that turns audio into text for systems with a text branch, and
     asr/tokenizer/          its SentencePiece model (hyperparams.yaml also records its segment limit
                             of long-form decoding, asr_max_segment_seconds: a little over the
                             90th percentile of its training durations, read from its manifest
                             at export time)
+    asr_model/              or, where a pretrained Hugging Face ASR wrote the system's text
+                            (recipes/transcribe.py --asr-model), that model: a local folder is
+                            copied, a hub id referenced at the commit it transcribed with;
+                            hyperparams.yaml's hf_asr holds it with its settings (language, task,
+                            segment limit, dtype)
+    bow.ckpt                a bag-of-words row's fitted model (topic_id.models.bow), in place of
+                            the module checkpoints
     custom_interface.py     for foreign_class
     export.json             what was exported from where; the file list checked before loading
 
-Which ASR a text or hybrid system gets: ``--asr RUN`` when given; else the run that transcribed the
-system's manifests (``<data_folder>/asr_words.json``, written by recipes/transcribe.py: the standalone
-``asr`` row for ``needs=asr_words`` rows and for rows trained on a transcribed corpus, the multi-task
-stage 1 for ``own_asr:<row>`` rows); else an ``init_from`` run with ASR modules; else none (the
-model then classifies text only).
+Which ASR a text or hybrid system gets: ``--asr RUN`` when given; else the ASR that wrote the text
+the system reads, by the record its writer left beside the manifests (``<data_folder>/<column>.json``
+of its ``eval_text``, then ``train_text`` columns, then ``asr_words``; recipes/transcribe.py writes
+it: our ASR run, e.g. the standalone ``asr`` row for ``needs=asr_words`` rows and for rows trained on
+a transcribed corpus, the multi-task stage 1 for ``own_asr:<row>`` rows, or a Hugging Face ASR);
+else an ``init_from`` run with ASR modules; else none (the model then classifies text only).
 """
 
 import json
@@ -46,6 +56,10 @@ EXPORT_SPEC = "export.json"
 ASR_PREFIX = "asr_"
 ASR_TOKENIZER_DIR = "asr/tokenizer"
 TEXT_ENCODER_DIR = "text_encoder"
+FINETUNED_TEXT = "text_model"
+"""The module of a text encoder trained with the head (hparams/text_finetune.yaml)."""
+HF_ASR_DIR = "asr_model"
+BOW_CKPT = "bow.ckpt"
 _INCLUDE = re.compile(r"!include:(\S+)")
 # Training-only objects of a system YAML: not built at inference (no folders created, no seeding).
 _TRAINING_ONLY = ("checkpointer", "train_logger", "__set_seed")
@@ -55,8 +69,25 @@ class ExportError(ValueError):
     """A run cannot be exported, or a model folder cannot be loaded; the message says why."""
 
 
+def text_columns(run):
+    """The manifest columns whose writer transcribes audio for ``run``: its ``eval_text``, then
+    ``train_text`` columns, then ``asr_words``; ``words`` (manual) left out.
+
+    Example
+    -------
+    >>> text_columns({"eval_text": "words,hf_words", "train_text": "asr_words"})
+    ['hf_words', 'asr_words']
+    """
+    columns = []
+    for key in ("eval_text", "train_text"):
+        for column in str(run.get(key) or "").split(","):
+            if column.strip() and column.strip() != "words" and column.strip() not in columns:
+                columns.append(column.strip())
+    return columns + ["asr_words"] * ("asr_words" not in columns)
+
+
 def find_asr(run, asr=None):
-    """The ASR run (and checkpoint) that turns audio into text for ``run``, or ``(None, None)``.
+    """The ASR that turns audio into text for ``run`` (see the module docstring).
 
     Arguments
     ---------
@@ -68,26 +99,72 @@ def find_asr(run, asr=None):
     Returns
     -------
     tuple
-        ``(Run or None, checkpoint directory or None)``.
+        ``(Run or None, checkpoint directory or None, Hugging Face record or None)``: our ASR run
+        (and the checkpoint that transcribed), or the summary a Hugging Face ASR wrote
+        (:func:`topic_id.training.hf_transcription.transcribe_with`, its path added as ``record``).
     """
     if asr is not None:
-        return Run(asr, run.hparams_dir), None
-    record = Path(run["data_folder"]) / "asr_words.json"
-    if record.is_file():
+        return Run(asr, run.hparams_dir), None, None
+    for column in text_columns(run):
+        record = Path(run["data_folder"]) / f"{column}.json"
+        if not record.is_file():
+            continue
         entries = json.loads(record.read_text(encoding="utf-8"))
+        if isinstance(entries.get("asr_model"), dict):
+            return None, None, {**entries, "record": str(record)}
         entry = entries.get("test.csv") or next(iter(entries.values()), None)
-        # A Hugging Face ASR's summary (recipes/transcribe.py --asr-model) names no run ("asr").
-        if entry and entry.get("asr") and Path(entry["asr"]).is_dir():
+        if isinstance(entry, dict) and entry.get("asr") and Path(entry["asr"]).is_dir():
             ckpt = Path(entry["checkpoint"])
-            return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None
+            return Run(entry["asr"], run.hparams_dir), ckpt if ckpt.is_dir() else None, None
     init = run.get("init_from")
     if init and is_run_folder(init):
         from topic_id.training.transcription import DECODE_MODULES
 
         earlier = Run(init, run.hparams_dir)
         if all(name in earlier.modules for name in DECODE_MODULES):
-            return earlier, None
-    return None, None
+            return earlier, None, None
+    return None, None, None
+
+
+def is_bow_run(run):
+    """Whether ``run`` is a bag-of-words row (a scikit-learn model, no Brain); ExportError for one
+    trained before its model was saved."""
+    from topic_id.models.bow import MODEL_FILE
+
+    if (run.dir / MODEL_FILE).is_file():
+        return True
+    if "trainer" in run.doc and "vectorizer" in run.doc:
+        raise ExportError(f"{run.dir} holds no {MODEL_FILE}: it was trained before bag-of-words runs "
+                          "saved their model; train it again (it takes seconds)")
+    return False
+
+
+def _hf_asr_block(record, out):
+    """Bundle (a folder) or reference (a hub id, at its commit) a Hugging Face ASR; its YAML lines."""
+    model = record["asr_model"]
+    source, name = str(model.get("source")), str(model.get("name"))
+    hub = bool(model.get("revision")) and name.startswith(f"{source}@")
+    if hub:
+        reference = source  # resolved offline from the Hugging Face cache, at this commit
+    else:
+        folder = Path(model.get("path") or source)
+        if not (folder / "config.json").is_file():
+            raise ExportError(f"{folder}, the ASR model that wrote {Path(record['record']).name[:-5]} "
+                              f"(recorded in {record['record']}), is gone: put it back, or export "
+                              "with --asr ASR_RUN")
+        shutil.copytree(folder, out / HF_ASR_DIR)
+        reference = HF_ASR_DIR
+    settings = {"source": reference, "revision": model.get("revision") if hub else None,
+                "type": model.get("type"), "language": model.get("language"), "task": model.get("task"),
+                "max_segment_seconds": model.get("max_segment_seconds"),
+                "dtype": model.get("dtype") or "float32",
+                "text_normalisation": record.get("text_normalisation") or {}}
+    lines = ["# The Hugging Face ASR that wrote this system's text (recipes/transcribe.py --asr-model),",
+             "# with its settings: audio is transcribed by it, then normalised as that text was.",
+             "hf_asr:", *[f"    {_yaml_line(k, v)}" for k, v in settings.items()], "asr: null", ""]
+    info = {"hf_asr": settings, "name": name, "bundled": not hub, "record": record["record"],
+            "wer": record.get("wer")}
+    return lines, info
 
 
 def _yaml_line(key, value):
@@ -162,7 +239,7 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
     from topic_id.models.text_encoder import STANDIN_MARKER
 
     run = Run(run_dir, hparams_dir)
-    if "head" not in run.modules:
+    if "head" not in run.modules and not is_bow_run(run):
         raise ExportError(f"{run.dir} has no topic head (modules: {run.modules}): nothing to export")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -183,17 +260,25 @@ def export_run(run_dir, out_dir, asr=None, overwrite=False, hparams_dir=None):
 def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
     copied = {}
     system_yaml = _copy_yaml_tree(run.yaml, out, copied)
-    ckpt_dir, paramfiles = run.checkpoint()
-    loadables = [name for name in run.modules if name in paramfiles]
-    for name in loadables:
-        shutil.copyfile(paramfiles[name], out / f"{name}.ckpt")
+    bow = is_bow_run(run)
+    if bow:
+        from topic_id.models.bow import MODEL_FILE
+
+        ckpt_dir, loadables = None, ["bow"]
+        shutil.copyfile(run.dir / MODEL_FILE, out / BOW_CKPT)
+    else:
+        ckpt_dir, paramfiles = run.checkpoint()
+        loadables = [name for name in run.modules if name in paramfiles]
+        for name in loadables:
+            shutil.copyfile(paramfiles[name], out / f"{name}.ckpt")
     shutil.copyfile(run.topics_file, out / TOPICS)
 
     overrides = _system_overrides(run, ".")
-    uses_text = "text_encoder" in run.doc
+    finetuned = FINETUNED_TEXT in run.modules
+    uses_text = "text_encoder" in run.doc or bow or finetuned
     uses_audio = "audio_encoder" in run.modules
     text_info = None
-    if uses_text:
+    if "text_encoder" in run.doc or finetuned:
         source = str(run.get("text_encoder_source", ""))
         bundled = bool(source) and (Path(source) / standin_marker).is_file()
         if bundled:
@@ -201,8 +286,13 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
             shutil.copytree(source, out / TEXT_ENCODER_DIR)
             overrides["text_encoder_source"] = TEXT_ENCODER_DIR
         text_info = {"source": source, "bundled": bundled, "standin": bundled}
+        if finetuned:
+            # The fine-tuned weights are text_model.ckpt: the source gives only the architecture
+            # and the tokenizer, and its pretrained weights are never loaded.
+            overrides["text_encoder_pretrained"] = False
+            text_info["weights"] = f"{FINETUNED_TEXT}.ckpt"
 
-    asr_run, asr_ckpt = find_asr(run, asr) if uses_text else (None, None)
+    asr_run, asr_ckpt, hf_record = find_asr(run, asr) if uses_text else (None, None, None)
     lines = [
         "# Inference hyperparameters of a topic-id run, written by `topic-id export`.",
         f"# Run: {run.dir}",
@@ -221,8 +311,15 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
     ]
     modules = {name: f"<system[modules][{name}]>" for name in run.modules}
     weights = {name: f"<system[modules][{name}]>" for name in loadables}
+    if bow:
+        lines += ["# The fitted bag-of-words model (scikit-learn), loaded from bow.ckpt.",
+                  "bow: !new:topic_id.models.bow.BagOfWords", ""]
+        modules, weights = {"bow": "<bow>"}, {"bow": "<bow>"}
     asr_info = None
-    if asr_run is not None:
+    if hf_record is not None:
+        block, asr_info = _hf_asr_block(hf_record, out)
+        lines += block
+    elif asr_run is not None:
         missing = [n for n in decode_modules if n not in asr_run.modules]
         if missing:
             raise ExportError(f"the ASR run {asr_run.dir} has no {missing} modules")
@@ -278,8 +375,8 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
         "format": 1,
         "run": str(run.dir),
         "system_yaml": system_yaml,
-        "checkpoint": str(ckpt_dir),
-        "selected_by": run["ckpt_select"],
+        "checkpoint": None if ckpt_dir is None else str(ckpt_dir),
+        "selected_by": run.get("ckpt_select"),
         "inputs": inputs,
         "text_encoder": text_info,
         "asr": asr_info,
@@ -325,7 +422,11 @@ def check_export(folder):
 
 def is_run_dir(folder):
     """True for a training run folder (as opposed to an export)."""
-    return is_run_folder(folder, trained=True) and not (Path(folder) / EXPORT_SPEC).is_file()
+    from topic_id.models.bow import MODEL_FILE
+
+    trained = is_run_folder(folder, trained=True) or (
+        is_run_folder(folder) and (Path(folder) / MODEL_FILE).is_file())
+    return trained and not (Path(folder) / EXPORT_SPEC).is_file()
 
 
 CUSTOM_INTERFACE = '''"""The interface of this exported topic-id model, for SpeechBrain's foreign_class:

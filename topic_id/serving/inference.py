@@ -6,7 +6,8 @@ A SpeechBrain ``Pretrained`` interface over an exported run (``topic-id export``
     model = TopicIdentifier.from_hparams(source="exports/audio_only")
     posteriors, index, labels = model.classify_file("recording.flac")
 
-What a system takes: audio-only systems audio; text systems text, or audio that their bundled ASR
+What a system takes: audio-only systems audio; text systems (the bag-of-words rows too) text, or
+audio that their bundled ASR (ours, or the Hugging Face ASR that wrote their training text)
 transcribes first; hybrids audio, transcribed by their ASR unless text is given. The forward pass is
 the system's own Brain (``embed`` then ``classify``: features, normaliser, encoder, pooling over real
 frames only, text branch, head), the code that wrote the run's ``predictions.csv``, so an utterance
@@ -32,7 +33,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 
 from data_prep.prepared import read_topics
 from topic_id.models.chunked_encoding import CHUNK_SECONDS, LongInput
-from topic_id.serving.export import ExportError, check_export, export_run, is_run_dir
+from topic_id.serving.export import FINETUNED_TEXT, ExportError, check_export, export_run, is_run_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +63,31 @@ class TopicIdentifier(Pretrained):
         if system.get("n_topics", len(self.labels)) != len(self.labels):
             raise ExportError(f"{self.source}/topics.txt lists {len(self.labels)} topics, the model "
                               f"has {system['n_topics']}")
-        self.uses_audio = "audio_encoder" in system["modules"]
+        self.uses_audio = "audio_encoder" in (system.get("modules") or {})
         self.text_encoder = system.get("text_encoder")
-        self.uses_text = self.text_encoder is not None
-        if self.uses_text:
+        # A bag-of-words row: a scikit-learn model in place of a Brain (topic_id.models.bow).
+        self.bow = self.mods["bow"] if "bow" in self.mods else None
+        self.uses_text = self.text_encoder is not None or self.bow is not None
+        if self.bow is not None and self.bow.labels != self.labels:
+            raise ExportError(f"{self.source}/topics.txt lists {self.labels}, the bag-of-words model "
+                              f"{self.bow.labels}")
+        if self.text_encoder is not None:
             source = Path(self.text_encoder.source)
             if not source.is_absolute() and (self.source / source).is_dir():
                 self.text_encoder.source = str(self.source / source)
             self.text_encoder.cache_dir = None
             self.text_encoder.device = str(self.device)
+        # A text encoder trained with the head (hparams/text_finetune.yaml): built now that the
+        # folder of its config and tokenizer is known, with the weights the Pretrainer gave it.
+        self.text_model = self.mods[FINETUNED_TEXT] if FINETUNED_TEXT in self.mods else None
+        if self.text_model is not None:
+            self.uses_text = True
+            if not self.text_model.materialized:
+                source = Path(self.text_model.source)
+                if not source.is_absolute() and (self.source / source).is_dir():
+                    self.text_model.source = str(self.source / source)
+                self.text_model.materialize()
+            self.text_model.to(self.device).eval().requires_grad_(False)
         self.asr = getattr(hparams, "asr", None)
         if self.asr is not None:
             from topic_id.models.piecewise_decoding import DEFAULT_MAX_SEGMENT_SECONDS
@@ -80,19 +97,32 @@ class TopicIdentifier(Pretrained):
             # recorded get the default.
             limit = getattr(hparams, "asr_max_segment_seconds", None)
             self.asr["max_segment_seconds"] = float(limit or DEFAULT_MAX_SEGMENT_SECONDS)
+        self.hf_asr = None
+        spec = getattr(hparams, "hf_asr", None)
+        if spec is not None:
+            self.hf_asr = _load_hf_asr(spec, self.source, str(self.device))
         rate = system.get("sample_rate") if self.uses_audio else None
-        self.sample_rate = rate or (self.asr["sample_rate"] if self.asr is not None else None)
+        if self.asr is not None:
+            rate = rate or self.asr["sample_rate"]
+        elif self.hf_asr is not None:
+            rate = rate or self.hf_asr.sample_rate
+        self.sample_rate = rate
         # The system's own Brain computes the embedding and posteriors, as in training (quietly:
         # its "no trainable parameters" warning is expected of frozen inference modules).
         core = logging.getLogger("speechbrain.core")
         level = core.level
         core.setLevel(logging.ERROR)
         try:
-            self.brain = system["brain_class"](
-                modules={name: self.mods[name] for name in system["modules"]},
-                hparams=system,
-                run_opts={"device": str(self.device)},
-            )
+            if self.bow is not None:
+                from topic_id.models.bow import BagOfWordsBrain
+
+                self.brain = BagOfWordsBrain(self.bow)
+            else:
+                self.brain = system["brain_class"](
+                    modules={name: self.mods[name] for name in system["modules"]},
+                    hparams=system,
+                    run_opts={"device": str(self.device)},
+                )
         finally:
             core.setLevel(level)
         self.chunk_seconds = getattr(hparams, "chunk_seconds", CHUNK_SECONDS)
@@ -143,6 +173,9 @@ class TopicIdentifier(Pretrained):
 
         Recordings longer than the ASR's segment limit are transcribed long-form: cut at pauses
         into pieces within it, decoded in batches, hypotheses joined (:func:`topic_id.training.transcription.decode`).
+        A Hugging Face ASR (``hf_asr`` of the export) decodes as it did when it wrote the system's
+        text (:meth:`topic_id.models.hf_asr.HFASR.transcribe`), and its text is normalised as that
+        text was (:func:`data_prep.text_norm.normalize_transcript`).
 
         Arguments
         ---------
@@ -161,15 +194,28 @@ class TopicIdentifier(Pretrained):
         from topic_id.training.transcription import decode
         from corpus_tools.audio import resampler
 
-        if self.asr is None:
+        if self.asr is None and self.hf_asr is None:
             raise InputError("this model has no ASR to transcribe audio: give the text, or export "
                              "the run again with --asr ASR_RUN")
         wavs, wav_lens = _batch(wavs, wav_lens)
         n = torch.round(wav_lens * wavs.shape[1]).long().clamp(min=1)
         signals = [wavs[i, : n[i]].cpu() for i in range(len(n))]
-        if self.asr["sample_rate"] != self.sample_rate:
-            resample = resampler(self.sample_rate, self.asr["sample_rate"])
+        asr_rate = self.asr["sample_rate"] if self.asr is not None else self.hf_asr.sample_rate
+        if asr_rate != self.sample_rate:
+            resample = resampler(self.sample_rate, asr_rate)
             signals = [resample(s.unsqueeze(0)).squeeze(0) for s in signals]
+        if self.hf_asr is not None:
+            from data_prep.text_norm import normalize_transcript
+
+            limit = self.hf_asr.max_segment_seconds
+            if max_segment_seconds is not None:
+                self.hf_asr.max_segment_seconds = max_segment_seconds
+            try:
+                settings = self.hparams.hf_asr.get("text_normalisation") or {}
+                return [normalize_transcript(t, **settings)
+                        for t in self.hf_asr.transcribe(signals, len(signals))]
+            finally:
+                self.hf_asr.max_segment_seconds = limit
         return decode(self.asr, signals, self.device, max_segment_seconds)
 
     def classify_batch(self, wavs=None, wav_lens=None, texts=None):
@@ -205,7 +251,12 @@ class TopicIdentifier(Pretrained):
             texts = ["" if t is None else str(t) for t in texts]
             if wavs is not None and len(texts) != len(wavs):
                 raise InputError(f"{len(texts)} texts for {len(wavs)} recordings")
-            if "text_branch" in self.mods:
+            if self.bow is not None:
+                batch.texts = texts
+            elif self.text_model is not None:
+                ids, lens = batch_pad_right([self.text_model.tokenize(t) for t in texts])
+                batch.text_ids = PaddedData(ids.to(self.device), lens.to(self.device))
+            elif "text_branch" in self.mods:
                 tokens, lens = batch_pad_right(self.text_encoder.embed_tokens(texts))
                 batch.text_tokens = (tokens.to(self.device), lens.to(self.device))
             else:
@@ -226,6 +277,24 @@ class TopicIdentifier(Pretrained):
     def forward(self, wavs, wav_lens=None, texts=None):
         """Same as :meth:`classify_batch`."""
         return self.classify_batch(wavs, wav_lens, texts)
+
+
+def _load_hf_asr(spec, folder, device):
+    """The Hugging Face ASR of an export's ``hf_asr`` (a folder in the export, or a hub id at its
+    commit, from the local cache: offline)."""
+    from topic_id.models.hf_asr import load_hf_asr
+    from topic_id.models.hub import ModelNotFound
+
+    source = str(spec["source"])
+    if (folder / source).is_dir():
+        source = str(folder / source)
+    try:
+        return load_hf_asr(source, revision=spec.get("revision"), device=device,
+                           language=spec.get("language"), task=spec.get("task") or "transcribe",
+                           max_segment_seconds=spec.get("max_segment_seconds"),
+                           dtype=spec.get("dtype") or "float32")
+    except ModelNotFound as err:
+        raise ExportError(f"this model's ASR: {err}") from None
 
 
 def _batch(wavs, wav_lens):
