@@ -13,6 +13,7 @@ reason is returned, never raised, so that one bad file costs its recording's tra
 the preparation.
 """
 
+import shutil
 from bisect import bisect_right
 from itertools import accumulate
 from pathlib import Path
@@ -35,6 +36,35 @@ def alignment_path(folder, rec_id):
     'prepared/alignments/demo-train-0001.TextGrid'
     """
     return Path(folder) / ALIGNMENTS / f"{rec_id}.TextGrid"
+
+
+def copy_alignments(splits, files, out_dir):
+    """Copy the word alignment of each transcribed manifest row into the prepared corpus
+    (:func:`alignment_path`), as it is: its reader checks it against the audio when it is used.
+
+    Arguments
+    ---------
+    splits : dict
+        ``{split: [Row]}`` as written to the manifests.
+    files : dict
+        ``{ID: TextGrid path}`` of the recordings that have one.
+    out_dir : str or Path
+        The prepared corpus.
+
+    Returns
+    -------
+    int
+        How many were copied.
+    """
+    copied = 0
+    for rows in splits.values():
+        for row in rows:
+            if row.words and row.ID in files:
+                target = alignment_path(out_dir, row.ID)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(files[row.ID], target)
+                copied += 1
+    return copied
 
 
 def write_alignment(path, words, duration, tier=WORD_TIER):

@@ -8,8 +8,8 @@ Layout read (the Kielipankki ``puhelahjat`` release, v1)::
     puhelahjat/v1/<part>/audio/<recordingId>.flac       (or audio_annotated/)
     puhelahjat/v1/<part>/annotations/manual_*/<recordingId>.txt   manual transcript, if any
     puhelahjat/v1/<part>/alignments/manual_*/<recordingId>.TextGrid   its word alignment (tier
-                                                          "words"), read only for recordings cut
-                                                          into segments
+                                                          "words"): read for recordings cut into
+                                                          segments, copied for those kept whole
 
 The 10 themes become the paper's 8 topics through :mod:`data_prep.topics` (Sec. II). Audio of any
 rate and channel count is decoded, downmixed and resampled to one declared rate, 16 kHz (LP's
@@ -17,7 +17,10 @@ rates vary per device), and written as FLAC under ``OUT_DIR/audio/``. Recordings
 are dropped (Sec. II), or with ``long="segment"`` cut into segments there (:mod:`data_prep.duration_limit`). A cut
 recording keeps its manual transcript where its word alignment can be used: each segment gets the
 words aligned inside it (:mod:`data_prep.alignments`); otherwise the transcript is given up, and
-why the alignment could not be used is logged and counted (``alignments_unusable``).
+why the alignment could not be used is logged and counted (``alignments_unusable``). A transcribed
+recording kept whole brings its TextGrid to ``OUT_DIR/alignments/<ID>.TextGrid``
+(``alignments_copied``), from which ASR training cuts the long ones into aligned segments
+(``long_training: segment``, :mod:`topic_id.training.aligned_rows`).
 The speaker is the client id, the prefix of ``recordingId`` before the first ``_``. Dev and test are
 speaker-disjoint and drawn from recordings with a manual transcript, which the text systems need
 for scoring (3 h each by default, as in the paper, but at most a tenth of the transcribed hours
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import soundfile
 
-from data_prep.alignments import read_alignment
+from data_prep.alignments import copy_alignments, read_alignment
 from corpus_tools.audio import decode_mono, write_clipped
 from corpus_tools.files import is_leftover
 from data_prep.intake import Intake, read_metadata
@@ -137,15 +140,18 @@ def _by_stem(part, pattern):
     return {path.stem: path for path in sorted(part.glob(pattern), reverse=True)}
 
 
-def _alignment(part, rec_id, transcript, alignments, duration, intake):
-    """The word alignment of a recording to be cut, or None (logged and counted when unusable).
-
-    The TextGrid in the ``alignments/`` folder named like the transcript's ``annotations/``
-    folder is taken first, since it aligns that transcript; else that of the first ``manual_*``
-    folder that has one.
-    """
+def _alignment_file(part, rec_id, transcript, alignments):
+    """The TextGrid of a recording's transcript, or None: the one in the ``alignments/`` folder
+    named like the transcript's ``annotations/`` folder first, since it aligns that transcript;
+    else that of the first ``manual_*`` folder that has one."""
     path = part / "alignments" / transcript.parent.name / f"{rec_id}.TextGrid"
-    path = path if path.is_file() else alignments.get(rec_id)
+    return path if path.is_file() else alignments.get(rec_id)
+
+
+def _alignment(part, rec_id, transcript, alignments, duration, intake):
+    """The word alignment of a recording to be cut, or None (logged and counted when unusable;
+    which file: :func:`_alignment_file`)."""
+    path = _alignment_file(part, rec_id, transcript, alignments)
     if path is None:
         return None
     words, reason = read_alignment(path, duration)
@@ -156,8 +162,9 @@ def _alignment(part, rec_id, transcript, alignments, duration, intake):
     return words
 
 
-def _read_part(part, meta, intake, max_duration):
-    """Check every metadata row of one part; return ``[(Row, audio source)]`` of usable rows."""
+def _read_part(part, meta, intake, max_duration, alignment_files):
+    """Check every metadata row of one part; return ``[(Row, audio source)]`` of usable rows, and
+    put the TextGrid of each transcribed one kept whole in ``alignment_files`` (``{ID: path}``)."""
     annotations = _by_stem(part, "annotations/manual_*/*.txt")
     alignments = _by_stem(part, "alignments/manual_*/*.TextGrid")
     usable = []
@@ -191,6 +198,8 @@ def _read_part(part, meta, intake, max_duration):
         alignment = None
         if words and rec_id in intake.long:
             alignment = _alignment(part, rec_id, annotations[rec_id], alignments, duration, intake)
+        elif words and _alignment_file(part, rec_id, annotations[rec_id], alignments) is not None:
+            alignment_files[rec_id] = _alignment_file(part, rec_id, annotations[rec_id], alignments)
         row = Row(ID=rec_id, wav=f"$data_root/audio/{rec_id}.flac", duration=duration, topic=topic,
                   words=intake.transcript(rec_id, words, alignment), speaker=rec_id.split("_")[0])
         usable.append((row, audio))
@@ -353,20 +362,25 @@ def prepare_lahjoita_puhetta(corpus_dir, out_dir, dev_hours=None, test_hours=Non
     intake = Intake(long)
     if not start(out_dir, force):
         return manifest_paths(out_dir)
-    usable = [item for part, meta in parts for item in _read_part(part, meta, intake, max_duration)]
+    alignment_files = {}
+    usable = [item for part, meta in parts
+              for item in _read_part(part, meta, intake, max_duration, alignment_files)]
     source_audio = {row.ID: audio for row, audio in usable}
     rows = [row for row, _ in usable]
     hours = None if split_lists else held_out_hours(
         dev_hours, test_hours, sum(r.duration for r in rows if r.words) / 3600)
     splits = _split(rows, intake, hours, split_lists, seed)
     splits = _convert(splits, source_audio, out_dir / "audio", force, num_workers, intake, max_duration)
+    # ASR training reads a long transcribed recording as its aligned segments (long_training).
+    aligned = copy_alignments(splits, alignment_files, out_dir)
     extra = {"corpus": "lahjoita_puhetta", "corpus_dir": str(Path(corpus_dir).resolve()),
              "parts": [part.name for part, _ in parts], "sample_rate": SAMPLE_RATE, "seed": seed,
              "dev_hours": hours["dev"] if hours else None,
              "test_hours": hours["test"] if hours else None,
              "max_duration": max_duration,
              "split_lists": str(split_lists) if split_lists else None,
-             "empty_transcripts": intake.counts["empty_transcripts"], **summary_entries(intake)}
+             "empty_transcripts": intake.counts["empty_transcripts"], "alignments_copied": aligned,
+             **summary_entries(intake)}
     if long == "segment":
         extra["alignments_unusable"] = intake.counts["alignments_unusable"]
     return write_prepared(out_dir, splits, list(TOPICS), intake.dropped, intake.n_input, extra,

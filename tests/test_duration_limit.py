@@ -12,6 +12,7 @@ from data_prep.csv_corpus import prepare_csv_corpus, prepare_folder_corpus
 from data_prep.intake import Intake
 from data_prep.lahjoita_puhetta import prepare_lahjoita_puhetta
 from data_prep.duration_limit import cut_recording, find_cuts, replace_by_segments
+from data_prep.alignments import read_alignment
 from data_prep.manifest import Row
 
 RATE = 16000
@@ -337,3 +338,18 @@ def test_csv_cuts_in_two_workers_give_the_same_corpus(csv_corpus, tmp_path):
                            if p.is_file() and p.name != "summary.json")
     for path in files:
         assert (tmp_path / "1" / path).read_bytes() == (tmp_path / "2" / path).read_bytes(), path
+
+
+def test_lp_kept_recordings_bring_their_alignment_for_asr_training(lp_corpus, tmp_path):
+    toy, _, _, words = lp_corpus
+    out = tmp_path / "out"
+    prepare_lahjoita_puhetta(toy.root, out, dev_hours=4 / 3600, test_hours=4 / 3600, max_duration=130.0)
+    rows, _, summary = read_prepared(out)
+    kept = {r["ID"]: r for split in rows.values() for r in split}
+    copied = sorted(p.stem for p in (out / "alignments").glob("*.TextGrid"))
+    # The two usable TextGrids and the malformed one travel as they are; the reader checks them.
+    assert copied == sorted([LONG["aligned"], LONG["dev"], LONG["malformed"]])
+    assert summary["alignments_copied"] == 3 and all(kept[i]["words"] for i in copied)
+    aligned, reason = read_alignment(out / "alignments" / f"{LONG['aligned']}.TextGrid",
+                                     kept[LONG["aligned"]]["duration"])
+    assert reason is None and [w for _, _, w in aligned] == [w for _, _, w in words[LONG["aligned"]]]
