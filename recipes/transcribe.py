@@ -41,6 +41,7 @@ import torch
 from data_prep.manifest import PrepError
 from data_prep.prepared import linked_copy
 from topic_id.errors import exit_with
+from topic_id.models.hf_asr import add_options, options_of
 from topic_id.training.transcription import transcribe
 from topic_id.training.transfer import TransferError
 
@@ -74,13 +75,7 @@ def main(argv=None):
                              "30 for a CTC --asr-model; Whisper windows its input itself)")
     parser.add_argument("--copy-from", metavar="DIR", default=None,
                         help="first make --manifests a copy of this prepared corpus (audio linked)")
-    hub = parser.add_argument_group("--asr-model options")
-    hub.add_argument("--language", default="fi", help="Whisper's language (a code or name; auto: detect)")
-    hub.add_argument("--task", default="transcribe", help="Whisper's task (transcribe or translate)")
-    hub.add_argument("--revision", default=None, help="branch, tag or commit of a hub id")
-    hub.add_argument("--hub_download", "--hub-download", action="store_true",
-                     help="fetch a hub id missing from the local Hugging Face cache (off: offline)")
-    hub.add_argument("--dtype", default="float32", help="weights' precision: float32, float16 or bfloat16")
+    add_options(parser)  # --language --task --revision --hub_download --dtype
     args = parser.parse_args(argv)
     if args.copy_from:
         linked_copy(args.copy_from, args.manifests)
@@ -102,8 +97,7 @@ def _transcribe_hf(args):
     from topic_id.training.hf_transcription import transcribe_with
 
     try:
-        asr = load_hf_asr(args.asr_model, args.revision, args.hub_download, args.device, args.language,
-                          args.task, args.max_segment_seconds, args.dtype)
+        asr = load_hf_asr(args.asr_model, download=args.hub_download, device=args.device, **options_of(args))
         status, summary = transcribe_with(asr, args.manifests, args.column, args.batch_size, args.force)
     except (OSError, ValueError, PrepError) as err:
         exit_with(err)

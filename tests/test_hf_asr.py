@@ -279,15 +279,62 @@ def test_whisper_long_form_takes_the_whole_recording(models, monkeypatch):
 
 
 @pytest.mark.training
-def test_text_pipeline_trains_on_the_column(models, corpus, capsys, train, tmp_path):
+def test_text_pipeline_trains_on_the_column_and_exports_with_its_asr(models, corpus, capsys, train, tmp_path):
+    """A text system trained on a Hugging Face ASR's column exports with that ASR: `predict` on
+    audio hears what the column holds, and classifies it as the run did."""
+    import csv
+    import shutil
+
+    from topic_id.serving.export import export_run
+    from topic_id.serving.inference import TopicIdentifier, predict
+
+    # One recording per batch, here and in predict below: a model without an attention mask
+    # hears the padding of a batch, so only equal batches give equal text.
     _run(capsys, "--asr-model", models["ctc"], "--manifests", corpus, "--column", COLUMN, "--device", "cpu",
-         "--batch-size", 8)
+         "--batch-size", 1)
     run = train("hparams/text.yaml", corpus, tmp_path / "text_pipeline", "--train_subset=all",
                 f"--train_text={COLUMN}", f"--eval_text={COLUMN}", "--number_of_epochs=1")
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0 <= metrics["test"]["micro_f1"] <= 1
     wer = json.loads(summary_path(corpus, COLUMN).read_text())["test.csv"]["wer"]
     assert metrics["text_asr"] == f"{COLUMN}: {models['ctc'].resolve()} (ctc; test WER {wer:.2f} %)"
+
+    export = export_run(run, tmp_path / "export")
+    info = json.loads((export / "export.json").read_text())["asr"]
+    assert info["bundled"] and info["hf_asr"]["source"] == "asr_model" and info["hf_asr"]["type"] == "ctc"
+    assert (export / "asr_model" / "config.json").is_file()
+    moved = tmp_path / "elsewhere"
+    shutil.move(export, moved)
+    model = TopicIdentifier.from_hparams(source=str(moved), run_opts={"device": "cpu"})
+    assert model.hf_asr.path == str(moved / "asr_model") and model.sample_rate == 16000
+    with open(run / "predictions.csv", newline="") as f:
+        reference = {r["ID"]: r for r in csv.DictReader(f)}
+    test = read_manifest(corpus / "test.csv")[:4]
+    rows = predict(moved, [r["wav"] for r in test], device="cpu", batch_size=1)
+    assert [r["text"] for r in rows] == [r[COLUMN] for r in test]
+    for row, manifest in zip(rows, test):
+        expected = reference[manifest["ID"]]
+        assert row["topic"] == expected["predicted"]
+        assert all(abs(p - float(expected[f"p_{label}"])) < 1e-4 for label, p in row["posteriors"].items())
+
+
+def test_export_references_a_hub_asr_at_its_commit(tmp_path):
+    from topic_id.serving.export import _hf_asr_block
+
+    record = {"asr_model": {"source": "org/whisper", "name": "org/whisper@abc123", "path": "/cache/x",
+                            "type": "whisper", "revision": "abc123", "dtype": "bfloat16", "language": "fi",
+                            "task": "transcribe", "max_segment_seconds": None},
+              "text_normalisation": {"language": "fi", "numbers": "drop"}, "record": str(tmp_path / "asr_words.json")}
+    lines, info = _hf_asr_block(record, tmp_path)
+    assert not info["bundled"] and not (tmp_path / "asr_model").exists()
+    assert info["hf_asr"] == {"source": "org/whisper", "revision": "abc123", "type": "whisper", "language": "fi",
+                              "task": "transcribe", "max_segment_seconds": None, "dtype": "bfloat16",
+                              "text_normalisation": {"language": "fi", "numbers": "drop"}}
+    assert "hf_asr:" in lines and "    source: org/whisper" in lines and "asr: null" in lines
+    gone = {**record, "asr_model": {**record["asr_model"], "name": "/models/gone", "source": "/models/gone",
+                                    "path": "/models/gone", "revision": None}}
+    with pytest.raises(ValueError, match="is gone"):
+        _hf_asr_block(gone, tmp_path)
 
 
 def _table_args(tmp_path, *extra):
@@ -322,6 +369,59 @@ def test_the_table_takes_an_external_asr(tmp_path):
                                                     **{f"{s}.csv": entry for s in SPLITS}}))
     assert planner.transcribed_by_model(data, "X/y") and not planner.transcribed_by_model(data, "X/z")
     assert not planner.transcribed(data, tmp_path / "asr_run")
+
+
+def test_the_table_passes_the_external_asrs_options(tmp_path, capsys):
+    from topic_id.errors import ConfigError
+    from topic_id.table import command, planner
+
+    options = "--language sv --dtype bfloat16 --batch-size 16"
+    args = _table_args(tmp_path, "--external-asr", "X/y", "--external-asr-args", options, "--systems", "text_pipeline")
+    step = next(s for s in planner.plan(args) if s.label == "transcribe with external asr")
+    assert step.cmd[step.cmd.index("--asr-model"):] == ["--asr-model", "X/y", "--manifests", tmp_path / "data",
+                                                        "--device", "cpu", *options.split()]
+    assert command.main(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu", "--dry-run",
+                         "--systems", "text_pipeline", "--external-asr", "X/y", "--external-asr-args", options]) == 0
+    assert "--asr-model X/y" in capsys.readouterr().out.replace("'", "")
+    # A finished transcription is taken only when it was made with the same settings.
+    data = tmp_path / "data"
+    data.mkdir()
+    wanted = planner.external_asr_options(args)[1]
+    summary = {"asr_model": {"source": "X/y", "name": "X/y@abc"}, "asr_options": wanted,
+               **{f"{s}.csv": {"asr_model": "X/y@abc"} for s in SPLITS}}
+    (data / "asr_words.json").write_text(json.dumps(summary))
+    assert step.finished()
+    (data / "asr_words.json").write_text(json.dumps({**summary, "asr_options": {**wanted, "language": "fi"}}))
+    assert not step.finished()
+    for bad, message in (("--column other", "unrecognized arguments: --column other"),
+                         ("--dtype float8", "argument --dtype: invalid choice: 'float8'")):
+        with pytest.raises(ConfigError, match=f"^--external-asr-args: {message}"):
+            planner.plan(_table_args(tmp_path, "--external-asr", "X/y", "--external-asr-args", bad))
+    with pytest.raises(ConfigError, match="needs --external-asr"):
+        planner.plan(_table_args(tmp_path, "--external-asr-args", "--language sv"))
+
+
+def test_the_report_names_the_external_asr_not_a_missing_asr_row(tmp_path):
+    from conftest import REGISTRY
+    from topic_id.reporting.report import write_report
+
+    results, data = tmp_path / "results", tmp_path / "data"
+    for row in ("text_pipeline", "text_man"):
+        (results / row / "1").mkdir(parents=True)
+        (results / row / "1" / "metrics.json").write_text(json.dumps(
+            {"dev": {"micro_f1": 0.5}, "test": {"micro_f1": 0.25}, "params": 7700, "labels": ["a", "b"]}))
+    data.mkdir()
+    (data / "asr_words.json").write_text(json.dumps(
+        {"asr_model": {"name": "org/whisper@abc", "type": "whisper"}, "column": "asr_words",
+         **{f"{s}.csv": {"wer": w, "cer": w and w / 2} for s, w in zip(SPLITS, (None, 21.5, 23.25))}}))
+    write_report(results, tmp_path / "plain", registry=REGISTRY)
+    assert "- `asr`: no results folder" in (tmp_path / "plain" / "RESULTS.md").read_text()
+    write_report(results, tmp_path / "report", registry=REGISTRY, data=data)
+    text = (tmp_path / "report" / "RESULTS.md").read_text()
+    assert "`asr`: no results folder" not in text
+    assert "| external ASR org/whisper@abc (whisper) | (asr_words) | — | 21.50 | 23.25 | 10.75 | 11.62 |" in text
+    assert ("`asr_words` of text_pipeline was written by the external ASR org/whisper@abc "
+            "(WER dev 21.50 %, test 23.25 %") in text
 
 
 def test_the_table_stops_at_a_missing_external_asr(tmp_path):

@@ -2,7 +2,8 @@
 
 Subcommands:
 
-- ``report RESULTS_DIR [--corpus demo|lp|csv|slurp] [--out DIR] [--registry CSV] [--results-md PATH]``:
+- ``report RESULTS_DIR [--corpus demo|lp|csv|slurp] [--out DIR] [--registry CSV] [--results-md PATH]
+  [--data DIR]``:
   ``RESULTS.md`` (header, Table I/II, claims, run time), Fig. 3 and the confusion matrices of a
   results tree (:mod:`topic_id.reporting.report`); prints Table I in Markdown.
 - ``predict --model DIR [FILE ...] [--text TEXT] [--json]``: topic and posteriors of recordings
@@ -46,7 +47,7 @@ def _report(args):
     if args.timings and not Path(args.timings).is_file():
         raise CommandError(f"{args.timings} does not exist; give run_table.sh's <out>/logs/steps.csv")
     table, _ = write_report(results, args.out, corpus=args.corpus, registry=args.registry, timings=args.timings,
-                            results_md=args.results_md)
+                            results_md=args.results_md, data=args.data)
     print(table)
     return 0
 
@@ -71,6 +72,9 @@ def _add_report(commands):
     parser.add_argument("--timings", metavar="CSV", default=None,
                         help="run_table.sh's <out>/logs/steps.csv: each step's wall time in report.md "
                         "and RESULTS.md")
+    parser.add_argument("--data", metavar="DIR", default=None,
+                        help="the prepared corpus the rows read (run_table.sh's <out>/data): names the "
+                        "external ASR (--external-asr) that wrote its asr_words, with its WER")
     parser.add_argument("--results-md", metavar="PATH", default=None,
                         help="write RESULTS.md to PATH instead of the report folder, e.g. "
                         "results/demo/RESULTS.md of the checkout")

@@ -78,7 +78,8 @@ class HFASR:
     """
 
     def __init__(self, model, feature_extractor, tokenizer, asr_kind, source, name, path, revision=None,
-                 device="cpu", language=None, task="transcribe", max_segment_seconds=None):
+                 device="cpu", language=None, task="transcribe", max_segment_seconds=None, dtype="float32",
+                 options=None):
         self.model = model
         self.feature_extractor = feature_extractor
         self.tokenizer = tokenizer
@@ -87,6 +88,8 @@ class HFASR:
         self.device = device
         self.language, self.task = language, task
         self.max_segment_seconds = max_segment_seconds
+        self.dtype = dtype
+        self.options = options  # the settings as given to load_hf_asr (see its ``options``)
         self.sample_rate = int(feature_extractor.sampling_rate)
 
     def describe(self):
@@ -96,11 +99,11 @@ class HFASR:
         -------
         dict
             ``source`` (as given), ``name``, ``path``, ``type``, ``revision`` (the commit of a hub
-            snapshot, None for a folder), and ``language`` and ``task`` (Whisper) or
+            snapshot, None for a folder), ``dtype``, and ``language`` and ``task`` (Whisper) or
             ``max_segment_seconds`` (CTC).
         """
         info = {"source": self.source, "name": self.name, "path": self.path, "type": self.type,
-                "revision": self.revision}
+                "revision": self.revision, "dtype": self.dtype}
         if self.type == "whisper":
             info.update(language=self.language, task=self.task)
         else:
@@ -194,6 +197,41 @@ def check_hf_asr(source, revision=None, download=False, cache_dir=None):
     return path, name, config, asr_kind
 
 
+OPTION_KEYS = ("revision", "language", "task", "max_segment_seconds", "dtype")
+"""The settings of :func:`load_hf_asr` its text depends on: what a transcription's summary records
+as ``asr_options`` and a table compares before it skips a finished transcription."""
+
+
+def add_options(parser):
+    """Add the options of a Hugging Face ASR to an argparse parser (``recipes/transcribe.py
+    --asr-model``, ``run_table.sh --external-asr-args``); :func:`options_of` reads them back.
+
+    Example
+    -------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> _ = add_options(parser)
+    >>> options_of(parser.parse_args(["--language", "sv", "--dtype", "bfloat16"]))
+    {'revision': None, 'language': 'sv', 'task': 'transcribe', 'max_segment_seconds': None, 'dtype': 'bfloat16'}
+    """
+    group = parser.add_argument_group("--asr-model options")
+    group.add_argument("--language", default="fi", help="Whisper's language (a code or name; auto: detect)")
+    group.add_argument("--task", default="transcribe", choices=WHISPER_TASKS, help="Whisper's task")
+    group.add_argument("--revision", default=None, help="branch, tag or commit of a hub id")
+    group.add_argument("--hub_download", "--hub-download", action="store_true",
+                       help="fetch a hub id missing from the local Hugging Face cache (off: offline)")
+    group.add_argument("--dtype", default="float32", choices=tuple(DTYPES), help="weights' precision")
+    if not any("--max-segment-seconds" in a.option_strings for a in parser._actions):
+        group.add_argument("--max-segment-seconds", type=float, default=None, metavar="S",
+                           help="a CTC model's longest piece, in seconds (default 30)")
+    return group
+
+
+def options_of(args):
+    """The :data:`OPTION_KEYS` of parsed :func:`add_options` arguments, as :func:`load_hf_asr` takes them."""
+    return {key: getattr(args, key) for key in OPTION_KEYS}
+
+
 def load_hf_asr(source, revision=None, download=False, device="cpu", language="fi", task="transcribe",
                 max_segment_seconds=None, dtype="float32", cache_dir=None):
     """Resolve and load a Hugging Face CTC or Whisper model for transcription.
@@ -224,6 +262,7 @@ def load_hf_asr(source, revision=None, download=False, device="cpu", language="f
     Returns
     -------
     HFASR
+        Its ``options`` are the :data:`OPTION_KEYS` arguments as given here.
 
     Raises
     ------
@@ -232,6 +271,8 @@ def load_hf_asr(source, revision=None, download=False, device="cpu", language="f
     ValueError
         A task or dtype not known, or a model that does not load.
     """
+    options = {"revision": revision, "language": language, "task": task,
+               "max_segment_seconds": max_segment_seconds, "dtype": dtype}
     if task not in WHISPER_TASKS:
         raise ValueError(f"--task {task}: use one of {', '.join(WHISPER_TASKS)}")
     if dtype not in DTYPES:
@@ -255,7 +296,7 @@ def load_hf_asr(source, revision=None, download=False, device="cpu", language="f
         max_segment_seconds = float(max_segment_seconds or CTC_MAX_SEGMENT_SECONDS)
     logger.info("ASR %s (%s) on %s", name, asr_kind, device)
     return HFASR(model, feature_extractor, tokenizer, asr_kind, source, name, path, snapshot or revision,
-                 device, language, task, max_segment_seconds)
+                 device, language, task, max_segment_seconds, dtype, options)
 
 
 def _load_ctc(path, config, dtype):

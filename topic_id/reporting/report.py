@@ -32,6 +32,7 @@ from topic_id.reporting.results import (
     DATA,
     TOPIC_KEYS,
     collect,
+    external_asrs,
     is_paper_row,
     paper_key,
     read_published,
@@ -326,7 +327,7 @@ def _markdown_row_times(collection):
 
 
 def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timings=None,
-                 results_md=None):
+                 results_md=None, data=None):
     """Write the report of ``results_dir``: Markdown, CSV and PNG files (see the module docstring).
 
     Arguments
@@ -344,6 +345,10 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timing
         ``RESULTS.md``.
     results_md : str or Path, optional
         Where to write ``RESULTS.md`` (default: in the report folder).
+    data : str or Path, optional
+        The prepared corpus the rows read: where a Hugging Face ASR wrote its ``asr_words``
+        (``run_table.sh --external-asr``), the support systems name it with its WER, and the ASR
+        row that did not train for it is not missing.
 
     Returns
     -------
@@ -362,6 +367,11 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timing
     lp = corpus == "lp"
     paper1, paper2 = (DATA / "paper_table1.csv", DATA / "paper_table2.csv") if lp else (None, None)
     table1, support = table_one(collection, paper1), support_table(collection, paper1)
+    external = external_asrs(collection, data)
+    if external:
+        support += external
+        # The external ASR wrote what the ASR row would have: untrained, that row is not missing.
+        collection.missing = [m for m in collection.missing if m[:2] != ("asr", None)]
     table2, notes = table_two(collection, paper2)
     _write_csv(out / "table1.csv", table1 + support)
     claims = check_claims(table1, DATA / "paper_table1.csv")
@@ -394,6 +404,9 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timing
         notes1.append("`paper` columns: the published Table I (`topic_id/reporting/data/paper_table1.csv`).")
     claims_md = ["## Claims of the paper", claims_section(claims, corpus)]
     support_md = ["## Support systems", _markdown_support(support, lp)]
+    support_md += [f"`{e['column']}` of {e['read_by'] or 'no finished row'} was written by the external ASR "
+                   f"{e['model']} (WER dev {_fmt(e['wer_dev'])} %, test {_fmt(e['wer_test'])} %, from "
+                   f"`{Path(data) / (e['column'] + '.json')}`)." for e in external]
     table2_md = ["## Table II: agreement on test",
                  "Micro-F1 (%) of one system's test predictions scored against another's, as the "
                  "paper defines it (symmetric), and Cohen's kappa; on the first seed both systems "

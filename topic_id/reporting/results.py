@@ -290,6 +290,34 @@ def support_table(collection, published=None):
     return table
 
 
+def external_asrs(collection, data_dir, column="asr_words"):
+    """Support entries of the Hugging Face ASR that wrote ``column`` of the corpus the rows read
+    (``run_table.sh --external-asr``: it writes what the ``asr`` row would have), from its summary
+    ``<data_dir>/<column>.json`` (:func:`topic_id.training.hf_transcription.transcribe_with`).
+
+    Returns
+    -------
+    list of dict
+        Nothing, or one entry as :func:`support_table`'s (WER and CER in %, no seeds) with
+        ``column``, ``model`` (its name) and ``read_by`` (the rows with runs that read ASR text:
+        ``needs=asr_words``).
+    """
+    from topic_id.training.hf_transcription import hf_summaries
+
+    summary = hf_summaries(data_dir).get(column) if data_dir else None
+    if summary is None:
+        return []
+    model = summary["asr_model"]
+    entry = {"system": f"external ASR {model.get('name')} ({model.get('type')})", "row": f"({column})",
+             "table_row": "", "seeds": "—", "column": column, "model": model.get("name"),
+             "read_by": ", ".join(r["name"] for r in collection.registry
+                                  if transcriber(r) == "asr" and collection.runs.get(r["name"]))}
+    for key in ASR_KEYS:
+        what, split = key.split("_")
+        entry[key] = (summary.get(f"{split}.csv") or {}).get(what)
+    return [entry]
+
+
 def _predictions(path):
     """``{ID: predicted}`` of a ``predictions.csv``; ValueError naming the file when malformed."""
     with open(path, encoding="utf-8", newline="") as f:

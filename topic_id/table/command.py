@@ -44,8 +44,9 @@ def check_models(steps, args, data):
         from topic_id.models.hf_asr import check_hf_asr
         from topic_id.models.hub import ModelNotFound
 
+        _, options, download = planner.external_asr_options(args)
         try:
-            check_hf_asr(args.external_asr)
+            check_hf_asr(args.external_asr, options["revision"], download)
         except ModelNotFound as err:
             raise ConfigError(f"--external-asr: {err}") from None
 
@@ -170,6 +171,9 @@ def build_parser():
     parser.add_argument("--external-asr", default=None, metavar="ID_OR_DIR",
                         help="a Hugging Face Whisper or CTC model (hub id in the local cache, or a folder) "
                         "writes the text rows' asr_words instead of the ASR row (recipes/transcribe.py --asr-model)")
+    parser.add_argument("--external-asr-args", default=None, metavar='"ARGS"',
+                        help='its options, e.g. "--language fi --dtype bfloat16 --batch-size 16" (--language, '
+                        "--task, --revision, --dtype, --max-segment-seconds, --batch-size, --hub-download)")
     parser.add_argument("--device", default=None,
                         help="cpu or cuda (default: cuda where a GPU is visible or under --launcher slurm)")
     parser.add_argument("--gpus", default=None, metavar="ID[,ID...]",

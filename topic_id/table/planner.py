@@ -11,8 +11,9 @@ from the working directory, never from where this module is installed. Stages:
    no model hub is reachable);
 3. train the support ASR (registry row ``asr``, first seed);
 4. transcribe every manifest row with it (``asr_words``); with ``--external-asr ID_OR_DIR`` a
-   pretrained Hugging Face ASR (Whisper or CTC, ``recipes/transcribe.py --asr-model``) writes
-   ``asr_words`` instead, and the ASR row trains only for a row that starts from it;
+   pretrained Hugging Face ASR (Whisper or CTC, ``recipes/transcribe.py --asr-model``, with the
+   options of ``--external-asr-args``) writes ``asr_words`` instead, and the ASR row trains only
+   for a row that starts from it;
 5. train every other registry row x seed; a row whose ``needs`` is ``own_asr:<row>`` runs on a
    corpus copy transcribed by that row's run of the same seed;
 6. write the report (``topic-id report``).
@@ -29,9 +30,11 @@ skipped; an interrupted training resumes from its checkpoints, because train.py 
 the first failing step stops everything (running steps are stopped too) and names its log.
 """
 
+import argparse
 import functools
 import json
 import logging
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,14 +107,17 @@ def transcribed(data, asr_run, column="asr_words"):
                for split in ("train", "dev", "test"))
 
 
-def transcribed_by_model(data, model, column="asr_words"):
+def transcribed_by_model(data, model, column="asr_words", options=None):
     """Whether the Hugging Face ASR ``model`` (as given to ``--asr-model``) filled ``column`` of every
-    manifest of ``data`` (the summary of :func:`topic_id.training.hf_transcription.transcribe_with`)."""
+    manifest of ``data`` (the summary of :func:`topic_id.training.hf_transcription.transcribe_with`),
+    with these settings (``options``, :func:`external_asr_options`) when given."""
     record = Path(data) / f"{column}.json"
     if not record.is_file():
         return False
     summary = json.loads(record.read_text(encoding="utf-8"))
     source = (summary.get("asr_model") or {}).get("source")
+    if options is not None and summary.get("asr_options") != options:
+        return False
     return source == str(model) and all(
         summary.get(f"{split}.csv", {}).get("asr_model") == summary["asr_model"].get("name")
         for split in ("train", "dev", "test"))
@@ -235,9 +241,43 @@ def _transcribe_cmd(asr_run, data, args, copy_from=None):
     return cmd + (["--copy-from", copy_from] if copy_from else [])
 
 
+class _OptionParser(argparse.ArgumentParser):
+    def error(self, message):
+        raise ConfigError(f"--external-asr-args: {message}; it takes the --asr-model options of "
+                          "recipes/transcribe.py: " + ", ".join(self.names))
+
+
+def external_asr_options(args):
+    """``--external-asr-args`` checked: ``(argv for recipes/transcribe.py, settings, download)``.
+
+    The settings are those the transcription records (:data:`topic_id.models.hf_asr.OPTION_KEYS`),
+    so that a finished transcription is taken only when it was made with the same ones; the
+    ``--batch-size`` and ``--hub-download`` options pass through.
+
+    >>> from argparse import Namespace
+    >>> argv, options, download = external_asr_options(Namespace(
+    ...     external_asr="X/y", external_asr_args="--language sv --dtype bfloat16"))
+    >>> argv, options["language"], options["dtype"], options["task"], download
+    (['--language', 'sv', '--dtype', 'bfloat16'], 'sv', 'bfloat16', 'transcribe', False)
+    """
+    from topic_id.models.hf_asr import add_options, options_of
+
+    text = getattr(args, "external_asr_args", None) or ""
+    argv = shlex.split(text) if isinstance(text, str) else list(text)
+    if argv and not getattr(args, "external_asr", None):
+        raise ConfigError("--external-asr-args needs --external-asr ID_OR_DIR (the model they are for)")
+    parser = _OptionParser(prog="--external-asr-args", add_help=False)
+    add_options(parser)
+    parser.add_argument("--batch-size", "--batch_size", type=int, default=None)
+    parser.names = sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--")
+                          and "_" not in o)
+    parsed = parser.parse_args(argv)
+    return argv, options_of(parsed), parsed.hub_download
+
+
 def _transcribe_model_cmd(model, data, args):
     return [sys.executable, "recipes/transcribe.py", "--asr-model", model, "--manifests", data,
-            "--device", args.device]
+            "--device", args.device, *external_asr_options(args)[0]]
 
 
 def table_settings(profile, hparams_dir=ROOT / "hparams"):
@@ -369,6 +409,7 @@ def plan(args, rows=None):
     if asr is None:  # --systems chose no row that reads the ASR's transcripts
         wanted = [stage for stage in wanted if stage not in (3, 4)]
     external = getattr(args, "external_asr", None)
+    external_options = external_asr_options(args)[1]
     transcription = "transcribe with external asr" if external else "transcribe with asr"
     # With an external ASR, the ASR row trains only for a row that starts from its model.
     train_asr = asr is not None and (not external or any(r["name"] in warm for r in rows))
@@ -394,7 +435,8 @@ def plan(args, rows=None):
     if 4 in wanted and any(transcriber(row) == "asr" for row in rows):
         if external:
             steps.append(Step(transcription, _transcribe_model_cmd(external, data, args),
-                              lambda: transcribed_by_model(data, external), [prep, check],
+                              lambda: transcribed_by_model(data, external, options=external_options),
+                              [prep, check],
                               kind="transcribe", gpus=gpu))
         else:
             steps.append(Step(transcription, _transcribe_cmd(asr_run, data, args),
@@ -434,7 +476,8 @@ def plan(args, rows=None):
         results = out / "results"
         markers = [s.done for s in steps if isinstance(s.done, Path)]
         steps.append(Step("report", [sys.executable, "-m", "topic_id.cli", "report", results,
-                                     "--corpus", args.corpus, "--timings", out / "logs" / "steps.csv"],
+                                     "--corpus", args.corpus, "--data", data,
+                                     "--timings", out / "logs" / "steps.csv"],
                           lambda: newer_than(results / "report" / "table1.csv", markers),
                           [s.label for s in steps], kind="report"))
     return steps

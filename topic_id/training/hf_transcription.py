@@ -173,7 +173,8 @@ def transcribe_with(asr, manifests, column="asr_words", batch_size=8, force=Fals
     tuple
         ``(status, summary)``: ``{manifest name: "decoded" | "resumed" | "skipped"}`` and the
         summary written to ``<manifests>/<column>.json``: ``asr_model``
-        (:meth:`topic_id.models.hf_asr.HFASR.describe`), ``column``, ``normalisation``; per
+        (:meth:`topic_id.models.hf_asr.HFASR.describe`), ``asr_options`` (the settings as given,
+        :data:`topic_id.models.hf_asr.OPTION_KEYS`), ``column``, ``normalisation``; per
         manifest name ``asr_model`` (the model's name), ``ids`` (:func:`ids_digest`), ``rows``,
         ``empty`` (rows whose text normalised to nothing), ``scored`` (rows with a manual
         transcript), ``wer`` and ``cer`` (percent, None when nothing was scored); and ``wer`` and
@@ -219,7 +220,7 @@ def transcribe_with(asr, manifests, column="asr_words", batch_size=8, force=Fals
         log.close()
 
     settings = text_normalisation(manifests)
-    summary = {"asr_model": model, "column": column,
+    summary = {"asr_model": model, "asr_options": getattr(asr, "options", None), "column": column,
                "normalisation": "data_prep.text_norm.normalize_transcript", "text_normalisation": settings}
     for (path, (header, rows)), split in zip(tables.items(), SPLITS):
         if column not in header:
@@ -234,6 +235,35 @@ def transcribe_with(asr, manifests, column="asr_words", batch_size=8, force=Fals
     write_json(summary_file, summary)
     partial.unlink(missing_ok=True)
     return status, summary
+
+
+def hf_summaries(manifests):
+    """The summaries of the Hugging Face ASRs that filled columns of a prepared corpus.
+
+    Returns
+    -------
+    dict
+        ``{column: summary}`` (:func:`transcribe_with`), in column order; empty for a folder
+        without any (or that does not exist).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "hyp.json").write_text('{"asr_model": {"name": "m"}, "column": "hyp"}')
+    >>> _ = (folder / "summary.json").write_text('{"splits": {}}')
+    >>> list(hf_summaries(folder)), hf_summaries(folder / "nowhere")
+    (['hyp'], {})
+    """
+    found = {}
+    for path in sorted(Path(manifests).glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and isinstance(record.get("asr_model"), dict) and record.get("column") == path.stem:
+            found[path.stem] = record
+    return found
 
 
 def column_author(manifests, column):
