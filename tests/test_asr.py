@@ -82,6 +82,9 @@ def test_run_writes_metrics_hypotheses_and_tokenizer(asr_run, tiny_corpus):
         hyps = _rows(asr_run / f"hyps_{split}.csv")
         assert [r["ID"] for r in hyps] and set(hyps[0]) == {"ID", "ref", "hyp"}
         assert sorted(r["ID"] for r in hyps) == sorted(r["ID"] for r in _rows(tiny_corpus / f"{split}.csv"))
+        # The WER of short and long recordings apart (the tiny corpus has no long one).
+        assert (result[split]["rows_short"], result[split]["rows_long"]) == (len(hyps), 0)
+        assert result[split]["wer_short"] == result[split]["wer"] and result[split]["wer_long"] is None
     assert result["params"] > 0
     tokenizer = asr_run / "tokenizer"
     assert (tokenizer / "40_unigram.model").is_file()
