@@ -198,3 +198,19 @@ def test_folder_without_audio_is_a_clear_error(tmp_path):
     (tmp_path / "root" / "sauna").mkdir(parents=True)
     with pytest.raises(PrepError, match="no audio found"):
         prepare_folder_corpus(tmp_path / "root", tmp_path / "out")
+
+
+@pytest.mark.parametrize("language, numbers, expected", [
+    ("fi", None, "no sauna oli kivaa joo"),
+    ("en", None, "it's sauna 2 times don't"),
+    ("en", "drop", "it's sauna times don't"),
+])
+def test_transcripts_are_normalised_in_the_corpus_language(tmp_path, language, numbers, expected):
+    rows = _corpus(tmp_path, n_speakers=3, split=True)
+    for row in rows:
+        row["transcript"] = "No .fp sauna oli kivaa, joo!" if language == "fi" else "It's sauna 2 times, DON'T!"
+    meta = _write(tmp_path / "meta.csv", rows)
+    prepare_csv_corpus(meta, tmp_path / "out", language=language, numbers=numbers)
+    out, _, summary = read_prepared(tmp_path / "out")
+    assert {r["words"] for rs in out.values() for r in rs} == {expected}
+    assert summary["text_normalisation"]["language"] == language

@@ -175,3 +175,23 @@ def test_text_written_into_an_english_corpus_later_is_normalised_as_english(prep
     (tmp_path / "hyp.jsonl").write_text(json.dumps({"ID": first, "text": "Wake me UP at 7 O'Clock!"}) + "\n")
     import_transcripts(corpus, tmp_path / "hyp.jsonl", "asr_words")
     assert read_manifest(corpus / "test.csv")[0]["asr_words"] == "wake me up at 7 o'clock"
+
+
+@pytest.mark.slow
+@pytest.mark.training
+def test_the_tiny_table_runs_on_a_slurp_tree(slurp_tree, tmp_path):
+    """About 1.5 min on 2 cores: prepare, stand-ins, ASR, transcription, three rows and the report."""
+    import os
+
+    from conftest import ROOT
+
+    out = tmp_path / "table"
+    done = subprocess.run(["bash", "recipes/run_table.sh", "--corpus", "slurp", "--corpus-dir", str(slurp_tree[0]),
+                           "--profile", "tiny", "--device", "cpu", "--out", str(out),
+                           "--systems", "text_man,audio_bl,text_pipeline"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "data" / "summary.json").read_text())
+    assert summary["corpus"] == "slurp" and summary["accounted"] and summary["input_rows"] == slurp_tree[1]
+    table = (out / "results" / "report" / "table1.csv").read_text()
+    assert all(f",{row}," in table for row in ("text_man", "audio_bl", "text_pipeline"))
