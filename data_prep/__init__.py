@@ -11,6 +11,7 @@ _EXPORTS = {
     "prepare_csv_corpus": "data_prep.csv_corpus",
     "prepare_folder_corpus": "data_prep.csv_corpus",
     "prepare_demo": "data_prep.demo_corpus",
+    "prepare_slurp": "data_prep.slurp",
     "speak_csv": "data_prep.speak",
     "normalize_transcript": "data_prep.text_norm",
 }
