@@ -16,7 +16,9 @@ records a sentence several times, by several speakers and on two kinds of microp
 name has ``-headset`` is close-talk, the others far-field; ``mics`` keeps one kind or both). The
 topic is the sentence's ``scenario`` (18 of them; ``label`` takes ``intent`` or ``action``
 instead), the transcript the sentence, normalised as English (:mod:`data_prep.text_norm`). The
-official splits are kept, ``devel`` as dev; ``synthetic`` adds the synthetic recordings to train.
+official splits are kept, ``devel`` as dev; ``synthetic`` adds the synthetic recordings to train
+(whatever ``mics`` says: they were recorded on no microphone). The ``wer``, ``ent_wer`` and
+``status`` of a recording are not used: SLURP's own ASR training took every recording too.
 The speaker is the ``usrid`` that ``metadata.json`` gives a recording; without the file (or for a
 recording it does not name, and for every synthetic one) the speaker is unknown and each row
 counts as its own. A speaker whom the official splits put in several splits stays in the first of
