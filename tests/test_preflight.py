@@ -78,7 +78,7 @@ def test_each_model_is_listed_once_with_every_row_that_needs_it(rows, tmp_path):
     needed, skipped = preflight.needed_models(list(rows.values()), tmp_path / "data", profile="paper", root=ROOT)
     assert [(n.source, n.class_name) for n in needed] == [
         (FINBERT, "topic_id.models.text_encoder.TextEncoder"), ("facebook/wav2vec2-xls-r-300m", "topic_id.models.ssl_encoder.SSLEncoder")]
-    assert needed[0].rows == ["text_man", "text_semisup", "text_pipeline", "emb_transfer_pretrain", "audio_text_bl",
+    assert needed[0].rows == ["text_man", "text_semisup", "text_pipeline", "text_finetune", "emb_transfer_pretrain", "audio_text_bl",
                               "audio_text", "audio_text_asr", "multitask_s1", "multitask"]
     assert needed[1].rows == ["wav2vec2"] and needed[1].widths == {"wav2vec2": 1024} and not skipped
 

@@ -57,9 +57,9 @@ def text_columns(spec):
 
 
 def reads_text(hparams):
-    """Whether the system feeds transcripts to a model (text encoder, or the bag of words)."""
+    """Whether the system feeds transcripts to a model (text encoder, trained or not, or the bag of words)."""
     return any(k in hparams for k in ("text_encoder", "text_target")) or (
-        "trainer" in hparams and "train_text" in hparams)
+        "trainer" in hparams and "train_text" in hparams) or "text_model" in hparams.get("modules", {})
 
 
 def check_data(hparams):

@@ -43,6 +43,9 @@ MODEL_CLASSES = {
     "topic_id.models.ssl_encoder.Wav2Vec2": (SSL_ENCODER, "wav2vec2_dim"),
 }
 """The classes of the system YAMLs that load a pretrained model: its kind, and the key of its width."""
+SAME_LOADING = {"topic_id.models.text_finetune.FinetunedTextEncoder": "topic_id.models.text_encoder.TextEncoder"}
+"""Classes that load their model as another class of :data:`MODEL_CLASSES` does (the fine-tuned
+text row's encoder: the frozen encoder's config and tokenizer), so a model is listed once."""
 
 
 @dataclass
@@ -110,10 +113,12 @@ def needed_models(rows, data, profile=None, extra=(), root=".", built=()):
     models = {}
     for row in rows:
         tree = row_hparams(row, data, profile, extra, root)
-        for class_name, (_, width_key) in MODEL_CLASSES.items():
+        for class_name in [*MODEL_CLASSES, *SAME_LOADING]:
+            loads_as = SAME_LOADING.get(class_name, class_name)
+            width_key = MODEL_CLASSES[loads_as][1]
             for args in instances(tree, class_name):
                 key = (str(args["source"]), args.get("revision"), bool(args.get("hub_download", False)),
-                       class_name, args.get("hf_cache_dir"))
+                       loads_as, args.get("hf_cache_dir"))
                 need = models.setdefault(key, NeededModel(*key))
                 if row["name"] not in need.rows:
                     need.rows.append(row["name"])

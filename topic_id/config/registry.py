@@ -1,8 +1,9 @@
 """The system registry ``recipes/systems.csv``: one row per Table I row (plus the support ASR).
 
 Columns: ``name`` (results folder name), ``table_row`` (paper Table I row; empty for support
-systems; ``BoW`` for rows of ours that are not in the paper, e.g. the bag-of-words baselines, which
-Table I lists after the paper row above them and never gives paper numbers), ``paper_name``, ``hparams`` (YAML, relative to the checkout's root), ``overrides`` (extra
+systems; a word such as ``BoW`` or ``ours`` for rows of ours that are not in the paper, e.g. the
+bag-of-words baselines and the fine-tuned text encoder, which Table I lists after the paper row
+above them and never gives paper numbers), ``paper_name``, ``hparams`` (YAML, relative to the checkout's root), ``overrides`` (extra
 ``--key=value`` arguments), ``init_from`` (the row whose best checkpoint this stage starts from),
 ``needs`` (which ASR must have filled ``asr_words`` first, see :func:`transcriber`), ``train_text``
 and ``test_text`` (which text the row saw: manual, own ASR or external ASR, so a row that read

@@ -372,22 +372,56 @@ class TextEncoder:
     def _load(self):
         if self._model is not None:
             return
+        tokenizer = self.load_tokenizer()
+        model = self.load_model().eval().requires_grad_(False).to(self.device)
+        self._tokenizer, self._model = tokenizer, model
+        logger.info("loaded text encoder %s on %s", self.name, self.device)
+
+    def load_model(self, weights=True):
+        """The Hugging Face model (float32, on the CPU, trainable as loaded).
+
+        Arguments
+        ---------
+        weights : bool
+            Load the folder's weights; False builds the architecture of its config with random
+            weights (for a caller that loads its own weights next, e.g. an exported fine-tuned
+            encoder).
+
+        Returns
+        -------
+        transformers.PreTrainedModel
+        """
         from transformers import AutoModel
 
-        path = self.path
+        if not weights:
+            return self._loading(lambda: AutoModel.from_config(self.config)).float()
+        return self._loading(
+            lambda: AutoModel.from_pretrained(self.path, config=self.config, local_files_only=True)
+        ).float()
+
+    def load_tokenizer(self):
+        """The model's tokenizer, with the accent stripping ``strip_accents`` asks for.
+
+        Raises
+        ------
+        ModelNotFound
+            The folder holds no tokenizer that fits the model.
+        """
+        # The config is passed on: a config.json without model_type loads only through it.
+        tokenizer = self._loading(lambda: load_tokenizer(self.path, self.config))
+        self._set_accents(tokenizer)
+        return tokenizer
+
+    def _loading(self, load):
+        """``load()``, its failure to read the model folder raised as :class:`ModelNotFound`."""
+        path = self.path  # a source that does not resolve raises its own ModelNotFound
         try:
-            # The config is passed on: a config.json without model_type loads only through it.
-            tokenizer = load_tokenizer(path, self.config)
-            model = AutoModel.from_pretrained(path, config=self.config, local_files_only=True)
+            return load()
         except (OSError, ValueError, KeyError) as err:
             raise ModelNotFound(
                 f"Cannot load the text encoder {self.source!r} from {path}: {err}"
                 + refetch(self.source, TEXT_ENCODER)
             ) from None
-        self._set_accents(tokenizer)
-        model.float().eval().requires_grad_(False).to(self.device)
-        self._tokenizer, self._model = tokenizer, model
-        logger.info("loaded text encoder %s on %s", self.name, self.device)
 
     def _set_accents(self, tokenizer):
         """Apply ``strip_accents`` and warn when stripping hides accented vocabulary."""

@@ -398,8 +398,10 @@ def write_report(results_dir, out_dir=None, corpus="demo", registry=None, timing
     if any(e.get("row") and not is_paper_row(e) for e in table1):
         notes1.append("Rows marked `(ours)` are not in the paper: a bag-of-words logistic "
                       "regression (`hparams/bow.yaml`) on the same text as the text rows beside "
-                      "it, to calibrate them. Its Params are the regression's weights; it is "
-                      "deterministic, so its seeds agree (std 0).")
+                      "it, to calibrate them (its Params are the regression's weights; it is "
+                      "deterministic, so its seeds agree, std 0), and the text encoder fine-tuned "
+                      "with the head on the text man trn data (`hparams/text_finetune.yaml`; its "
+                      "Params include the encoder's).")
     if lp:
         notes1.append("`paper` columns: the published Table I (`topic_id/reporting/data/paper_table1.csv`).")
     claims_md = ["## Claims of the paper", claims_section(claims, corpus)]

@@ -143,6 +143,12 @@ class BaseBrain(sb.Brain):
         """Metrics of the finished evaluation pass: its loss; subclasses add theirs."""
         return {"loss": stage_loss}
 
+    def anneal(self, stage_loss):
+        """Anneal the LR on the dev loss (``lr_annealing``); returns the LR the epoch trained with."""
+        old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
+        sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+        return old_lr
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, anneal the LR on the dev loss (a schedule that acts: docs/published_recipes.md), checkpoint."""
         if stage == sb.Stage.TRAIN:
@@ -151,8 +157,7 @@ class BaseBrain(sb.Brain):
         stats = self.stage_metrics(stage_loss)
         scalars = {k: v for k, v in stats.items() if isinstance(v, (int, float))}
         if stage == sb.Stage.VALID:
-            old_lr, new_lr = self.hparams.lr_annealing(stage_loss)
-            sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
+            old_lr = self.anneal(stage_loss)
             self.hparams.train_logger.log_stats(
                 {"epoch": epoch, "lr": old_lr}, train_stats=self.train_stats, valid_stats=scalars
             )

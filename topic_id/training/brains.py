@@ -140,6 +140,7 @@ class TopicBrain(BaseBrain):
             p.numel() for p in self.modules.parameters() if p.requires_grad
         )
         encoder = getattr(self.hparams, "text_encoder", getattr(self.hparams, "text_target", None))
+        encoder = self.hparams.modules.get("text_model", encoder)  # a text encoder trained here
         summary["text_encoder"] = encoder.name if encoder is not None else None
         if encoder is not None:
             summary["text_asr"] = text_authors(self.hparams.data_folder, getattr(self.hparams, "train_text", None),
@@ -222,3 +223,64 @@ class FinetuneBrain(TopicBrain):
             sb.nnet.schedulers.update_learning_rate(self.encoder_optimizer, new_lr)
             logger.info("epoch %s: encoder lr %.2e -> %.2e", epoch, old_lr, new_lr)
         super().on_stage_end(stage, stage_loss, epoch)
+
+
+class TextFinetuneBrain(TopicBrain):
+    """TopicBrain whose text encoder (``text_model``) trains with the head, from token ids.
+
+    One optimizer (``opt_class``, AdamW) with the encoder's parameters at ``encoder_lr`` and the
+    rest at ``lr``, weight decay on weight matrices only (not on biases and normalisation gains,
+    as BERT was trained); its LR follows a transformers schedule (``lr_schedule``: warm-up, then
+    linear decay or constant) stepped after every optimizer step, not annealed on the dev loss.
+    The schedule is checkpointed with the weights, so a resumed run continues it.
+    """
+
+    steps_per_epoch = None
+
+    def embed(self, batch, stage):
+        """The pooled utterance vector of the batch's token ids [B, D]."""
+        ids, lens = batch.text_ids
+        return self.modules.text_model(ids, lens)
+
+    def make_dataloader(self, dataset, stage, ckpt_prefix="dataloader-", **loader_kwargs):
+        """The base loader; the training loader's length sets the schedule's number of steps."""
+        loader = super().make_dataloader(dataset, stage, ckpt_prefix, **loader_kwargs)
+        if stage == sb.Stage.TRAIN:
+            self.steps_per_epoch = -(-len(loader) // self.grad_accumulation_factor)
+        return loader
+
+    def init_optimizers(self):
+        """AdamW over four groups (encoder or head, decayed or not) and its per-step LR schedule."""
+        encoder = {id(p) for p in self.modules.text_model.parameters()}
+        groups = {}
+        for p in self.modules.parameters():
+            if not p.requires_grad:
+                continue
+            key = (id(p) in encoder, p.dim() >= 2)
+            groups.setdefault(key, []).append(p)
+        decay = self.hparams.weight_decay
+        self.optimizer = self.opt_class([
+            {"params": params, "lr": self.hparams.encoder_lr if in_encoder else self.hparams.lr,
+             "weight_decay": decay if decayed else 0.0}
+            for (in_encoder, decayed), params in sorted(groups.items())
+        ])
+        total = self.steps_per_epoch * self.hparams.epoch_counter.limit
+        warmup = self.hparams.warmup_steps
+        if warmup is None:
+            warmup = round(self.hparams.warmup_ratio * total)
+        self.scheduler = self.hparams.lr_scheduler(
+            optimizer=self.optimizer, num_warmup_steps=int(warmup), num_training_steps=max(total, 1)
+        )
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+            self.checkpointer.add_recoverable("lr_schedule", self.scheduler)
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Step the LR schedule after each optimizer step."""
+        if should_step:
+            self.scheduler.step()
+
+    def anneal(self, stage_loss):
+        """No annealing on the dev loss (the schedule steps per batch); the head's LR for the log."""
+        return self.optimizer.param_groups[0]["lr"]

@@ -259,6 +259,8 @@ def dataio_prepare(hparams, labels):
 
     if text_encoder_of(hparams) is not None:
         keys += _add_text_pipeline(datasets, hparams)
+    elif "text_model" in hparams["modules"]:
+        keys += _add_text_ids_pipeline(datasets, hparams, hparams["modules"]["text_model"])
 
     if "tokenizer" in hparams:
         keys += _add_token_pipeline(datasets, hparams["tokenizer"])
@@ -330,20 +332,7 @@ def _add_text_pipeline(datasets, hparams):
         unique = sorted(set(texts))
         vectors = encoder.embed_tokens(unique) if tokens else list(encoder.embed(unique))
         lookup = dict(zip(unique, vectors))
-        column = hparams["train_text"] if split == "train" else hparams["eval_text"]
-        empty = sum(1 for t in texts if not t)
-        # recipes/transcribe.py records each column it filled in <data_folder>/<column>.json: an
-        # empty column without that record is a forgotten step; with it, an ASR that heard nothing.
-        records = [c for c in column.split(",") if (Path(hparams["data_folder"]) / f"{c.strip()}.json").is_file()]
-        if texts and empty == len(texts) and not records:
-            raise ConfigError(
-                f"{split}: no row has text in {column!r}; for asr_words run recipes/transcribe.py "
-                "first, or choose another train_text/eval_text"
-            )
-        if empty:
-            logger.warning("%s: %d of %d rows have no text in %r%s", split, empty, len(texts), column,
-                           f" (filled by the ASR recorded in {records[0]}.json)" if records else "")
-
+        column = _check_texts(hparams, split, texts)
         columns = text_columns(column)
 
         # Any manifest column a corpus has (recipes/transcribe.py --column writes new ones).
@@ -356,6 +345,46 @@ def _add_text_pipeline(datasets, hparams):
 
         datasets[split].add_dynamic_item(text_pipeline)
     return ["text", key]
+
+
+def _check_texts(hparams, split, texts):
+    """The text column(s) of ``split``; ConfigError when none of its rows has text, else a warning
+    for the rows without."""
+    column = hparams["train_text"] if split == "train" else hparams["eval_text"]
+    empty = sum(1 for t in texts if not t)
+    # recipes/transcribe.py records each column it filled in <data_folder>/<column>.json: an
+    # empty column without that record is a forgotten step; with it, an ASR that heard nothing.
+    records = [c for c in column.split(",") if (Path(hparams["data_folder"]) / f"{c.strip()}.json").is_file()]
+    if texts and empty == len(texts) and not records:
+        raise ConfigError(
+            f"{split}: no row has text in {column!r}; for asr_words run recipes/transcribe.py "
+            "first, or choose another train_text/eval_text"
+        )
+    if empty:
+        logger.warning("%s: %d of %d rows have no text in %r%s", split, empty, len(texts), column,
+                       f" (filled by the ASR recorded in {records[0]}.json)" if records else "")
+    return column
+
+
+def _add_text_ids_pipeline(datasets, hparams, text_model):
+    """Attach each row's text and its token ids (``text_ids``) for an encoder trained here.
+
+    The ids are padded per batch (to the batch's longest text) by the collate function; the
+    encoder runs in the training step, not here.
+    """
+    for split, texts in texts_of(datasets, hparams).items():
+        column = _check_texts(hparams, split, texts)
+        columns = text_columns(column)
+
+        @sb.utils.data_pipeline.takes(*columns)
+        @sb.utils.data_pipeline.provides("text", "text_ids")
+        def text_ids_pipeline(*values, column=column, columns=columns):
+            text = pick_text(dict(zip(columns, values)), column)
+            yield text
+            yield text_model.tokenize(text)
+
+        datasets[split].add_dynamic_item(text_ids_pipeline)
+    return ["text", "text_ids"]
 
 
 def _add_token_pipeline(datasets, tokenizer):
