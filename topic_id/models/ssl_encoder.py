@@ -249,8 +249,10 @@ class SSLEncoder(torch.nn.Module):
         if self.whisper:
             for conv in (self.model.conv1, self.model.conv2):
                 conv.requires_grad_(False)
-        else:
+        elif hasattr(self.model, "freeze_feature_encoder"):
             self.model.freeze_feature_encoder()
+        else:  # HuBERT's and WavLM's base models lack the method; their conv encoder has it
+            self.model.feature_extractor._freeze_parameters()
 
     @property
     def output_size(self):
