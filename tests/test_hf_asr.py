@@ -306,7 +306,8 @@ def test_text_pipeline_trains_on_the_column_and_exports_with_its_asr(models, cor
     moved = tmp_path / "elsewhere"
     shutil.move(export, moved)
     model = TopicIdentifier.from_hparams(source=str(moved), run_opts={"device": "cpu"})
-    assert model.hf_asr.path == str(moved / "asr_model") and model.sample_rate == 16000
+    assert model.sample_rate == 16000 and model._hf_asr is None  # text alone does not load it
+    assert model.hf_asr.path == str(moved / "asr_model")
     with open(run / "predictions.csv", newline="") as f:
         reference = {r["ID"]: r for r in csv.DictReader(f)}
     test = read_manifest(corpus / "test.csv")[:4]
@@ -327,7 +328,8 @@ def test_export_references_a_hub_asr_at_its_commit(tmp_path):
               "text_normalisation": {"language": "fi", "numbers": "drop"}, "record": str(tmp_path / "asr_words.json")}
     lines, info = _hf_asr_block(record, tmp_path)
     assert not info["bundled"] and not (tmp_path / "asr_model").exists()
-    assert info["hf_asr"] == {"source": "org/whisper", "revision": "abc123", "type": "whisper", "language": "fi",
+    assert info["hf_asr"] == {"source": "org/whisper", "revision": "abc123", "sample_rate": None,
+                              "type": "whisper", "language": "fi",
                               "task": "transcribe", "max_segment_seconds": None, "dtype": "bfloat16",
                               "text_normalisation": {"language": "fi", "numbers": "drop"}}
     assert "hf_asr:" in lines and "    source: org/whisper" in lines and "asr: null" in lines

@@ -149,12 +149,19 @@ def _hf_asr_block(record, out):
     else:
         folder = Path(model.get("path") or source)
         if not (folder / "config.json").is_file():
-            raise ExportError(f"{folder}, the ASR model that wrote {Path(record['record']).name[:-5]} "
+            raise ExportError(f"{folder}, the ASR model that wrote {Path(record['record']).stem} "
                               f"(recorded in {record['record']}), is gone: put it back, or export "
                               "with --asr ASR_RUN")
         shutil.copytree(folder, out / HF_ASR_DIR)
         reference = HF_ASR_DIR
-    settings = {"source": reference, "revision": model.get("revision") if hub else None,
+    try:  # the rate its feature extractor takes: audio is read at it before the model is loaded
+        from transformers import AutoFeatureExtractor
+
+        rate = int(AutoFeatureExtractor.from_pretrained(model.get("path") or source,
+                                                        local_files_only=True).sampling_rate)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        rate = None
+    settings = {"source": reference, "revision": model.get("revision") if hub else None, "sample_rate": rate,
                 "type": model.get("type"), "language": model.get("language"), "task": model.get("task"),
                 "max_segment_seconds": model.get("max_segment_seconds"),
                 "dtype": model.get("dtype") or "float32",

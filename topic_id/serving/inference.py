@@ -97,15 +97,12 @@ class TopicIdentifier(Pretrained):
             # recorded get the default.
             limit = getattr(hparams, "asr_max_segment_seconds", None)
             self.asr["max_segment_seconds"] = float(limit or DEFAULT_MAX_SEGMENT_SECONDS)
-        self.hf_asr = None
-        spec = getattr(hparams, "hf_asr", None)
-        if spec is not None:
-            self.hf_asr = _load_hf_asr(spec, self.source, str(self.device))
+        self._hf_asr, self.hf_asr_spec = None, getattr(hparams, "hf_asr", None)
         rate = system.get("sample_rate") if self.uses_audio else None
         if self.asr is not None:
             rate = rate or self.asr["sample_rate"]
-        elif self.hf_asr is not None:
-            rate = rate or self.hf_asr.sample_rate
+        elif self.hf_asr_spec is not None:
+            rate = rate or self.hf_asr_spec.get("sample_rate") or self.hf_asr.sample_rate
         self.sample_rate = rate
         # The system's own Brain computes the embedding and posteriors, as in training (quietly:
         # its "no trainable parameters" warning is expected of frozen inference modules).
@@ -126,6 +123,14 @@ class TopicIdentifier(Pretrained):
         finally:
             core.setLevel(level)
         self.chunk_seconds = getattr(hparams, "chunk_seconds", CHUNK_SECONDS)
+
+    @property
+    def hf_asr(self):
+        """The Hugging Face ASR of the export (``hf_asr``), loaded when first needed (classifying
+        text does not load it); None for a system without one."""
+        if self._hf_asr is None and self.hf_asr_spec is not None:
+            self._hf_asr = _load_hf_asr(self.hf_asr_spec, self.source, str(self.device))
+        return self._hf_asr
 
     @property
     def chunk_seconds(self):
@@ -194,7 +199,7 @@ class TopicIdentifier(Pretrained):
         from topic_id.training.transcription import decode
         from corpus_tools.audio import resampler
 
-        if self.asr is None and self.hf_asr is None:
+        if self.asr is None and self.hf_asr_spec is None:
             raise InputError("this model has no ASR to transcribe audio: give the text, or export "
                              "the run again with --asr ASR_RUN")
         wavs, wav_lens = _batch(wavs, wav_lens)
@@ -211,7 +216,7 @@ class TopicIdentifier(Pretrained):
             if max_segment_seconds is not None:
                 self.hf_asr.max_segment_seconds = max_segment_seconds
             try:
-                settings = self.hparams.hf_asr.get("text_normalisation") or {}
+                settings = self.hf_asr_spec.get("text_normalisation") or {}
                 return [normalize_transcript(t, **settings)
                         for t in self.hf_asr.transcribe(signals, len(signals))]
             finally:
