@@ -374,6 +374,8 @@ def test_the_table_takes_an_external_asr(tmp_path):
 
 
 def test_the_table_passes_the_external_asrs_options(tmp_path, capsys):
+    from argparse import Namespace
+
     from topic_id.errors import ConfigError
     from topic_id.table import command, planner
 
@@ -384,7 +386,7 @@ def test_the_table_passes_the_external_asrs_options(tmp_path, capsys):
                                                         "--device", "cpu", *options.split()]
     assert command.main(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu", "--dry-run",
                          "--systems", "text_pipeline", "--external-asr", "X/y", "--external-asr-args", options]) == 0
-    assert "--asr-model X/y" in capsys.readouterr().out.replace("'", "")
+    assert f"--asr-model X/y --manifests {tmp_path / 'data'} --device cpu {options}" in capsys.readouterr().out
     # A finished transcription is taken only when it was made with the same settings.
     data = tmp_path / "data"
     data.mkdir()
@@ -398,9 +400,9 @@ def test_the_table_passes_the_external_asrs_options(tmp_path, capsys):
     for bad, message in (("--column other", "unrecognized arguments: --column other"),
                          ("--dtype float8", "argument --dtype: invalid choice: 'float8'")):
         with pytest.raises(ConfigError, match=f"^--external-asr-args: {message}"):
-            planner.plan(_table_args(tmp_path, "--external-asr", "X/y", "--external-asr-args", bad))
+            planner.external_asr_options(Namespace(external_asr="X/y", external_asr_args=bad))
     with pytest.raises(ConfigError, match="needs --external-asr"):
-        planner.plan(_table_args(tmp_path, "--external-asr-args", "--language sv"))
+        planner.external_asr_options(Namespace(external_asr=None, external_asr_args="--language sv"))
 
 
 def test_the_report_names_the_external_asr_not_a_missing_asr_row(tmp_path):
