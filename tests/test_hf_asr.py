@@ -325,7 +325,8 @@ def test_export_references_a_hub_asr_at_its_commit(tmp_path):
     record = {"asr_model": {"source": "org/whisper", "name": "org/whisper@abc123", "path": "/cache/x",
                             "type": "whisper", "revision": "abc123", "dtype": "bfloat16", "language": "fi",
                             "task": "transcribe", "max_segment_seconds": None},
-              "text_normalisation": {"language": "fi", "numbers": "drop"}, "record": str(tmp_path / "asr_words.json")}
+              "text_normalisation": {"language": "fi", "numbers": "drop"},
+              "record": str(tmp_path / "asr_words.json")}
     lines, info = _hf_asr_block(record, tmp_path)
     assert not info["bundled"] and not (tmp_path / "asr_model").exists()
     assert info["hf_asr"] == {"source": "org/whisper", "revision": "abc123", "sample_rate": None,
@@ -380,12 +381,14 @@ def test_the_table_passes_the_external_asrs_options(tmp_path, capsys):
     from topic_id.table import command, planner
 
     options = "--language sv --dtype bfloat16 --batch-size 16"
-    args = _table_args(tmp_path, "--external-asr", "X/y", "--external-asr-args", options, "--systems", "text_pipeline")
+    args = _table_args(tmp_path, "--external-asr", "X/y", "--external-asr-args", options,
+                       "--systems", "text_pipeline")
     step = next(s for s in planner.plan(args) if s.label == "transcribe with external asr")
     assert step.cmd[step.cmd.index("--asr-model"):] == ["--asr-model", "X/y", "--manifests", tmp_path / "data",
                                                         "--device", "cpu", *options.split()]
     assert command.main(["--corpus", "demo", "--out", str(tmp_path), "--device", "cpu", "--dry-run",
-                         "--systems", "text_pipeline", "--external-asr", "X/y", "--external-asr-args", options]) == 0
+                         "--systems", "text_pipeline", "--external-asr", "X/y",
+                         "--external-asr-args", options]) == 0
     assert f"--asr-model X/y --manifests {tmp_path / 'data'} --device cpu {options}" in capsys.readouterr().out
     # A finished transcription is taken only when it was made with the same settings.
     data = tmp_path / "data"

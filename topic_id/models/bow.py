@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from speechbrain.utils.checkpoints import mark_as_loader, mark_as_saver, mark_as_transfer, register_checkpoint_hooks
+from speechbrain.utils.checkpoints import (mark_as_loader, mark_as_saver, mark_as_transfer,
+                                          register_checkpoint_hooks)
 
 from corpus_tools.text_classifier import fit_model
 from topic_id.training import metrics

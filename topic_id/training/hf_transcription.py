@@ -261,7 +261,8 @@ def hf_summaries(manifests):
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and isinstance(record.get("asr_model"), dict) and record.get("column") == path.stem:
+        if (isinstance(record, dict) and isinstance(record.get("asr_model"), dict)
+                and record.get("column") == path.stem):
             found[path.stem] = record
     return found
 
