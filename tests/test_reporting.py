@@ -208,7 +208,7 @@ def test_module_entry_point(tmp_path):
     exercised in-process above, to keep this test fast)."""
     command = [sys.executable, "-m", "topic_id.cli", "report"]
     usage = subprocess.run(command + ["--help"], capture_output=True, text=True, cwd=ROOT)
-    assert usage.returncode == 0 and "--corpus {demo,lp,csv}" in usage.stdout
+    assert usage.returncode == 0 and "--corpus {demo,lp,csv,slurp}" in usage.stdout
     nowhere = tmp_path / "none"
     missing = subprocess.run(command + [str(nowhere)], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 1 and missing.stdout == ""
