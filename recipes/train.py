@@ -172,7 +172,8 @@ def run(argv):
     fresh_transfer = bool(hparams.get("init_from")) and hparams["checkpointer"].find_checkpoint() is None
     if fresh_transfer and _takes_units(hparams):
         sb.utils.distributed.run_on_main(transfer.take_units, args=[hparams["init_from"], hparams["tokenizer"]])
-    datasets = dataio.dataio_prepare(hparams, labels)
+    # A frozen SSL front end computes the features it caches here, on the run's device.
+    datasets = dataio.dataio_prepare(hparams, labels, device=device)
     # Fixed-size batches, or dynamic ones when the YAML (or the paper profile) says so.
     loaders = dataio.loader_kwargs(hparams, datasets)
 

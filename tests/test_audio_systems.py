@@ -181,7 +181,7 @@ def test_stage_b_starts_from_stage_a_best_checkpoint(tiny_corpus, tmp_path):
     stage_a = _hparams("hparams/audio_crdnn_embtransfer.yaml", tiny_corpus, run_a, "tiny")
     run_a.mkdir(exist_ok=True)
     shutil.copyfile(tiny_corpus / "topics.txt", run_a / "topics.txt")
-    encoder_a, normalize_a = stage_a["modules"]["audio_encoder"], stage_a["features"]["normalize"]
+    encoder_a, normalize_a = stage_a["modules"]["audio_encoder"], stage_a["modules"]["normalize"]
     normalize_a.train()
     normalize_a(torch.randn(2, 50, stage_a["n_mels"]) * 3 + 1, torch.ones(2), epoch=0)
     with torch.no_grad():  # "trained": away from the seeded initialisation stage B also gets
@@ -208,7 +208,7 @@ def test_stage_b_starts_from_stage_a_best_checkpoint(tiny_corpus, tmp_path):
     assert _same(_state(stage_b["modules"]["audio_encoder"]), best["encoder"])
     assert not _same(fresh, best["encoder"])
     assert _same(_state(stage_b["head"]), best["head"])
-    assert torch.equal(stage_b["features"]["normalize"].glob_mean, best["mean"])
+    assert torch.equal(stage_b["modules"]["normalize"].glob_mean, best["mean"])
     assert stage_b["epoch_counter"].current == 0  # its own epochs, not stage A's
     assert "text_proj" not in stage_b["modules"]  # inference needs audio only
 

@@ -106,7 +106,7 @@ def test_export_holds_weights_labels_and_the_text_encoder_only(runs, exports):
     for name in ("optimizer", "counter", "lr_annealing"):
         assert not list(audio.glob(f"{name}*.ckpt")), name
     assert (audio / AUDIO_NAME).read_text() == (ROOT / AUDIO_YAML).read_text()
-    assert (audio / "modules" / "fbank.yaml").is_file()
+    assert (audio / "modules" / "features.yaml").is_file()
     assert f"system: !include:{AUDIO_NAME}" in (audio / "hyperparams.yaml").read_text()
     assert (audio / "topics.txt").read_text() == (runs["audio"] / "topics.txt").read_text()
     # A stand-in text encoder travels with the model; no ASR transcribed this corpus.

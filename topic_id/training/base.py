@@ -15,7 +15,7 @@ from collections import defaultdict
 import speechbrain as sb
 import torch
 
-from topic_id.models.encoders import frame_lengths
+from topic_id.models.ssl_features import features_of
 from topic_id.training.rng_state import RandomState
 
 MAXIMIZE = ("accuracy", "micro_f1", "macro_f1", "uar")
@@ -108,20 +108,26 @@ class BaseBrain(sb.Brain):
         return loader
 
     def audio_features(self, batch, stage):
-        """Filterbanks normalised with running global statistics, or raw audio when no Fbank.
+        """Features normalised with running global statistics, or raw audio when no front end.
 
-        In training, the waveforms are first speed-perturbed when the YAML's ``speed_perturb``
-        (SpeechBrain's ``SpeedPerturb``) lists a speed other than 100 %.
+        The features are filter banks or a speech encoder's hidden states
+        (:mod:`topic_id.models.ssl_features`), computed here from the waveforms or, for a frozen
+        encoder, read from the batch (``ssl_feats``, cached once per recording). In training, the
+        waveforms are first speed-perturbed when the YAML's ``speed_perturb`` (SpeechBrain's
+        ``SpeedPerturb``) lists a speed other than 100 %.
         """
-        wavs, lens = batch.sig
-        perturb = self.hparams.speed_perturb if hasattr(self.hparams, "speed_perturb") else None
-        if stage == sb.Stage.TRAIN and perturb is not None and any(s != 100 for s in perturb.speeds):
-            # One speed per batch, so relative lengths stay valid.
-            wavs = perturb(wavs)
-        if not hasattr(self.hparams, "compute_features"):
-            return wavs, lens
-        feats = self.hparams.compute_features(wavs)
-        lens = frame_lengths(self.hparams.compute_features, lens, wavs.shape[1], feats.shape[1])
+        cached = getattr(batch, "ssl_feats", None)
+        if cached is not None:
+            feats, lens = cached
+        else:
+            wavs, lens = batch.sig
+            perturb = self.hparams.speed_perturb if hasattr(self.hparams, "speed_perturb") else None
+            if stage == sb.Stage.TRAIN and perturb is not None and any(s != 100 for s in perturb.speeds):
+                # One speed per batch, so relative lengths stay valid.
+                wavs = perturb(wavs)
+            if not hasattr(self.hparams, "compute_features"):
+                return wavs, lens
+            feats, lens = features_of(self.hparams.compute_features, wavs, lens)
         epoch = self.hparams.epoch_counter.current if stage == sb.Stage.TRAIN else None
         # Statistics stop updating after the first epochs (SpeechBrain's default); the published
         # recipes never stopped updating them.

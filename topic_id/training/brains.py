@@ -17,6 +17,7 @@ import torch
 
 from topic_id.models.encoders import encode_frames
 from topic_id.models.nnet import masked_mean
+from topic_id.models.ssl_features import SSLHiddenStates
 from topic_id.training import metrics
 from topic_id.training.base import BaseBrain
 from topic_id.training.hf_transcription import text_authors
@@ -148,6 +149,13 @@ class TopicBrain(BaseBrain):
         # Which audio encoder: a pretrained source (a stand-in says so) or the class trained here.
         audio = self.hparams.modules.get("audio_encoder")
         summary["audio_encoder"] = getattr(audio, "name", type(audio).__name__) if audio is not None else None
+        features = getattr(self.hparams, "compute_features", None)
+        if isinstance(features, SSLHiddenStates):
+            # What the encoder read in place of filter banks (features: ssl).
+            weights = self.hparams.modules["normalize"].layer_weights()
+            summary["audio_features"] = {"encoder": features.name, "layers": features.layers,
+                                         "frozen": features.freeze,
+                                         "layer_weights": None if weights is None else weights.tolist()}
         summary["labels"] = names
         metrics.write_json(out / "metrics.json", summary)
 
@@ -158,7 +166,8 @@ class EmbTransferBrain(TopicBrain):
     Besides the topic NLL, the pooled audio embedding ``e`` learns two targets through linear maps:
     ``text_proj(e)`` the text encoder's utterance vector of the manual transcript (``text_target``:
     a target only, never a head input) and ``fbank_proj(e)`` the utterance mean of the normalised
-    filterbanks over real frames (the published mean included padding). Loss = NLL +
+    filterbanks over real frames (the published mean included padding; with ``features: ssl``, of
+    the normalised SSL features the encoder reads: the acoustic target follows the features). Loss = NLL +
     ``text_loss_weight`` * L1 + ``fbank_loss_weight`` * L1 (paper: equal weights). Stage B keeps
     the encoder, normaliser and head, drops the projections, and classifies audio alone.
     """

@@ -24,6 +24,7 @@ from data_prep.prepared import read_topics
 from topic_id.config.checks import text_columns
 from topic_id.training.aligned_rows import LONG_TRAINING, segment_long_rows, segment_of
 from topic_id.errors import ConfigError
+from topic_id.models.ssl_features import feature_cache_of
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +210,7 @@ def precompute_texts(hparams):
     text_encoder_of(hparams).precompute(texts, tokens=hparams.get("text_tokens", False))
 
 
-def dataio_prepare(hparams, labels):
+def dataio_prepare(hparams, labels, device="cpu"):
     """Create the train/dev/test datasets of a system.
 
     Arguments
@@ -223,6 +224,8 @@ def dataio_prepare(hparams, labels):
         memory after one pass: :class:`InMemoryDataset`).
     labels : CategoricalEncoder
         The fixed label order.
+    device : str
+        Where a frozen SSL front end computes the features it caches (``features: ssl``).
 
     Returns
     -------
@@ -255,7 +258,12 @@ def dataio_prepare(hparams, labels):
         for dataset in datasets.values():
             spans = any("start" in row for row in dataset.data.values())
             sb.dataio.dataset.add_dynamic_item([dataset], span_pipeline if spans else audio_pipeline)
-        keys.append("sig")
+        cache = feature_cache_of(hparams)
+        # Cached frozen SSL features replace the waveforms, except where an ASR decodes long test
+        # recordings in pieces from the waveform.
+        keys += ["sig"] if cache is None or "tokenizer" in hparams else []
+        if cache is not None:
+            keys += _add_feature_pipeline(datasets, hparams, cache, device)
 
     if text_encoder_of(hparams) is not None:
         keys += _add_text_pipeline(datasets, hparams)
@@ -385,6 +393,32 @@ def _add_text_ids_pipeline(datasets, hparams, text_model):
 
         datasets[split].add_dynamic_item(text_ids_pipeline)
     return ["text", "text_ids"]
+
+
+def _add_feature_pipeline(datasets, hparams, cache, device):
+    """Attach cached frozen SSL features (``ssl_feats``), computing the missing ones first (main process).
+
+    Features cached from the waveform cannot see what augmentation would do to it, so a waveform
+    augmentation (``speed_perturb`` with a speed other than 100 %) is refused rather than skipped.
+    """
+    perturb = hparams.get("speed_perturb")
+    if perturb is not None and any(s != 100 for s in perturb.speeds):
+        raise ConfigError("speed_perturb acts on the waveform, but frozen SSL features are cached once per "
+                          "recording: set --speeds=[100], or --ssl_freeze=False to run the encoder in the loop")
+    extractor = hparams["compute_features"]
+    for dataset in datasets.values():
+        sb.utils.distributed.run_on_main(cache.fill, args=[dataset, extractor, device])
+    cache.store.refresh()  # shards another process wrote
+    logger.info("features: cached %s hidden states (%s) from %s; waveform augmentation does not apply",
+                extractor.name, extractor.layers, cache.store.folder)
+
+    @sb.utils.data_pipeline.takes("id", "wav")
+    @sb.utils.data_pipeline.provides("ssl_feats")
+    def feature_pipeline(utt_id, wav):
+        return cache.get(utt_id, wav)
+
+    sb.dataio.dataset.add_dynamic_item(list(datasets.values()), feature_pipeline)
+    return ["ssl_feats"]
 
 
 def _add_token_pipeline(datasets, tokenizer):

@@ -22,8 +22,9 @@ from speechbrain.utils.data_utils import batch_pad_right
 from corpus_tools.files import atomic_write
 from data_prep.manifest import write_csv
 from data_prep.prepared import manifest_columns, read_manifest
-from topic_id.models.encoders import encode_frames, frame_lengths
+from topic_id.models.encoders import encode_frames
 from topic_id.models.piecewise_decoding import decode_in_pieces, segment_limit
+from topic_id.models.ssl_features import features_of
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,9 @@ def _decode_batch(hparams, wavs, device):
     modules = hparams["modules"]
     padded, lens = batch_pad_right(wavs)
     padded, lens = padded.to(device), lens.to(device)
-    feats = hparams["compute_features"](padded)
     # The encoder is called as in training (ASRBrain.compute_forward): exact frame lengths, so a
     # padding-aware encoder sees each utterance as if it were alone.
-    lens = frame_lengths(hparams["compute_features"], lens, padded.shape[1], feats.shape[1])
+    feats, lens = features_of(hparams["compute_features"], padded, lens)
     encoded, lens = encode_frames(modules["audio_encoder"], modules["normalize"](feats, lens), lens)
     hyps = hparams["beam_search"](encoded, lens)[0]
     return [hparams["tokenizer"].words(h) for h in hyps]
