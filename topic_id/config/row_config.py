@@ -27,7 +27,7 @@ def row_hparams(row, data, profile=None, extra=(), root=".", corpus=False):
         The checkout the registry's ``hparams`` paths are relative to.
     corpus : bool
         The corpus exists: ``n_topics`` then defaults to its ``topics.txt``, as in ``train.py``
-        (``text_dim`` and ``wav2vec2_dim`` default to the widths of the models already on this
+        (``text_dim`` and ``ssl_dim`` default to the widths of the models already on this
         machine either way: :func:`topic_id.config.overrides.derived_keys`).
 
     Returns

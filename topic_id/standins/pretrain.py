@@ -20,7 +20,7 @@ negatives and scores :mod:`topic_id.standins.pretrain_model`; this module is the
 training loop, resumable checkpoints, outputs and the command line.
 
 The output is a Hugging Face folder (config, weights with the quantiser, feature extractor config)
-that the Wav2vec2 row loads unchanged (``--wav2vec2_source=DIR``), plus ``steps.csv`` (one row per
+that the Wav2vec2 row loads unchanged (``--ssl_source=DIR``), plus ``steps.csv`` (one row per
 update: losses, contrastive accuracy, codebook perplexity, Gumbel temperature, learning rate),
 ``pretraining.json`` (settings, data, per-epoch means and held-out scores) and ``pretrain.log``.
 It is built in ``.<name>.partial`` beside the output, which keeps a checkpoint at every epoch end
@@ -151,7 +151,7 @@ def pretrain_wav2vec2(manifests, out, init=None, from_scratch_like=None, splits=
     manifests : str or Path
         A prepared corpus folder.
     out : str or Path
-        The Hugging Face model folder to write (the Wav2vec2 row's ``--wav2vec2_source``).
+        The Hugging Face model folder to write (the Wav2vec2 row's ``--ssl_source``).
     init : str, optional
         A wav2vec2 folder or hub id (local cache) whose weights to continue; a quantiser is added
         where it has none.

@@ -4,7 +4,7 @@ Each batch is cropped to the shortest of its utterances (at most ``max_seconds``
 offsets, as fairseq does: no padding, so no attention mask and no padded steps among the
 negatives; batches group utterances of similar duration (:func:`plan_batches`). Each crop is
 normalised to zero mean and unit variance, as the model's feature extractor and
-:class:`topic_id.models.ssl_encoder.Wav2Vec2` do. Used by :mod:`topic_id.standins.pretrain`.
+:class:`topic_id.models.ssl_encoder.SSLEncoder` do. Used by :mod:`topic_id.standins.pretrain`.
 """
 
 import json

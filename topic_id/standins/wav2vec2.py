@@ -1,7 +1,7 @@
 """The stand-in wav2vec2: XLS-R's architecture at small sizes, in HF format, without pretraining.
 
 It stands in for ``facebook/wav2vec2-xls-r-300m`` in the tests and the built-in demo (``python -m
-topic_id.standins build-wav2vec2``), loads through :class:`topic_id.models.ssl_encoder.Wav2Vec2` like XLS-R
+topic_id.standins build-wav2vec2``), loads through :class:`topic_id.models.ssl_encoder.SSLEncoder` like XLS-R
 does, and is named a stand-in wherever it appears. It has no pretraining (that is
 :mod:`topic_id.standins.pretrain`), so results obtained with it say nothing about XLS-R.
 
