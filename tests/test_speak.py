@@ -103,7 +103,16 @@ def test_the_text_and_audio_rows_train_on_a_spoken_english_corpus(english_corpus
 
     texts = [r["words"] for s in ("train", "dev", "test") for r in read_manifest(english_corpus / f"{s}.csv")]
     build_standin(texts, english_corpus / "standin_bert", **STANDIN)
+    runs = {}
     for hparams, name in (("hparams/text.yaml", "text"), ("hparams/audio_tdnn.yaml", "audio_bl")):
         run = train(hparams, english_corpus, tmp_path / name, "--number_of_epochs=1")
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["test"]["n"] == len(read_manifest(english_corpus / "test.csv"))
+        runs[name] = run
+    # Text given to an exported English system is normalised as English (Finnish would give "its").
+    from topic_id.serving.export import export_run
+    from topic_id.serving.inference import predict
+
+    export_run(runs["text"], tmp_path / "export")
+    row, = predict(tmp_path / "export", [], texts=["It's 3 O'Clock!"])
+    assert row["text"] == "it's 3 o'clock"

@@ -322,6 +322,11 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
         lines += ["# The fitted bag-of-words model (scikit-learn), loaded from bow.ckpt.",
                   "bow: !new:topic_id.models.bow.BagOfWords", ""]
         modules, weights = {"bow": "<bow>"}, {"bow": "<bow>"}
+    if uses_text:
+        from data_prep.prepared import text_normalisation
+
+        lines += ["# How the training text was normalised: text given to predict is normalised the same way.",
+                  _yaml_line("text_normalisation", text_normalisation(run["data_folder"])), ""]
     asr_info = None
     if hf_record is not None:
         block, asr_info = _hf_asr_block(hf_record, out)

@@ -97,6 +97,8 @@ class TopicIdentifier(Pretrained):
             # recorded get the default.
             limit = getattr(hparams, "asr_max_segment_seconds", None)
             self.asr["max_segment_seconds"] = float(limit or DEFAULT_MAX_SEGMENT_SECONDS)
+        # Exports written before the corpus language was recorded are Finnish, as every corpus then was.
+        self.text_normalisation = dict(getattr(hparams, "text_normalisation", None) or {})
         self._hf_asr, self.hf_asr_spec = None, getattr(hparams, "hf_asr", None)
         rate = system.get("sample_rate") if self.uses_audio else None
         if self.asr is not None:
@@ -372,7 +374,8 @@ def predict(model, files, texts=None, device=None, batch_size=8, chunk_seconds=N
     files : list of str
         Audio files (may be empty for a text system given ``texts``).
     texts : list of str, optional
-        One text for every file, or one for all; normalised as manual transcripts are.
+        One text for every file, or one for all; normalised as the system's training text was
+        (the corpus language recorded in the export).
     device : str, optional
         Inference device.
     batch_size : int
@@ -396,10 +399,11 @@ def predict(model, files, texts=None, device=None, batch_size=8, chunk_seconds=N
             texts = texts * len(files)
         elif len(texts) != len(files):
             raise InputError(f"{len(texts)} --text values for {len(files)} files: give one, or one per file")
-        texts = [normalize_transcript(t) for t in texts]
     elif not files:
         raise InputError("nothing to classify: give audio files (or --text)")
     identifier = load_model(model, device, chunk_seconds)
+    if texts:
+        texts = [normalize_transcript(t, **identifier.text_normalisation) for t in texts]
     if texts and not identifier.uses_text:
         raise InputError(f"this system reads no text ({identifier.needs}); leave out --text")
     if files[0] is None and identifier.uses_audio:
