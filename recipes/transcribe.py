@@ -25,7 +25,7 @@ attention decoder stops early on input much longer than it was trained on.
 
 With ``--asr-model``, a Hugging Face model (a local folder, or a hub id in the local cache: runs are
 offline unless ``--hub_download``) transcribes instead (``topic_id.models.hf_asr``): Whisper in
-``--language`` (Finnish by default; ``auto`` detects it), long recordings through its own long-form
+``--language`` (by default the corpus's, Finnish where none is recorded; ``auto`` detects it), long recordings through its own long-form
 generation; a CTC model greedily, recordings longer than ``--max-segment-seconds`` (default 30) cut
 at pauses. The text is normalised as the corpus's transcripts are, and ``<DIR>/<column>.json`` names
 the model and holds the WER and CER against ``words`` of each split
@@ -39,7 +39,7 @@ import sys
 import torch
 
 from data_prep.manifest import PrepError
-from data_prep.prepared import linked_copy
+from data_prep.prepared import linked_copy, text_normalisation
 from topic_id.errors import exit_with
 from topic_id.models.hf_asr import add_options, options_of
 from topic_id.training.transcription import transcribe
@@ -97,6 +97,8 @@ def _transcribe_hf(args):
     from topic_id.training.hf_transcription import transcribe_with
 
     try:
+        if args.language is None:  # Whisper speaks the corpus's language unless told otherwise
+            args.language = text_normalisation(args.manifests)["language"]
         asr = load_hf_asr(args.asr_model, download=args.hub_download, device=args.device, **options_of(args))
         status, summary = transcribe_with(asr, args.manifests, args.column, args.batch_size, args.force)
     except (OSError, ValueError, PrepError) as err:

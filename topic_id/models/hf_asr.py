@@ -215,7 +215,9 @@ def add_options(parser):
     {'revision': None, 'language': 'sv', 'task': 'transcribe', 'max_segment_seconds': None, 'dtype': 'bfloat16'}
     """
     group = parser.add_argument_group("--asr-model options")
-    group.add_argument("--language", default="fi", help="Whisper's language (a code or name; auto: detect)")
+    group.add_argument("--language", default=None,
+                       help="Whisper's language (a code or name; auto: detect; default: the prepared "
+                            "corpus's language, fi where none is recorded)")
     group.add_argument("--task", default="transcribe", choices=WHISPER_TASKS, help="Whisper's task")
     group.add_argument("--revision", default=None, help="branch, tag or commit of a hub id")
     group.add_argument("--hub_download", "--hub-download", action="store_true",

@@ -247,6 +247,10 @@ class _OptionParser(argparse.ArgumentParser):
                           "recipes/transcribe.py: " + ", ".join(self.names))
 
 
+CORPUS_LANGUAGE = {"slurp": "en"}
+"""The language of a table corpus that is not Finnish (an external Whisper's default language)."""
+
+
 def external_asr_options(args):
     """``--external-asr-args`` checked: ``(argv for recipes/transcribe.py, settings, download)``.
 
@@ -272,6 +276,10 @@ def external_asr_options(args):
     parser.names = sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--")
                           and "_" not in o)
     parsed = parser.parse_args(argv)
+    if parsed.language is None:
+        # Said explicitly, so the recorded settings of a finished transcription compare equal.
+        parsed.language = CORPUS_LANGUAGE.get(getattr(args, "corpus", None), "fi")
+        argv = argv + ["--language", parsed.language]
     return argv, options_of(parsed), parsed.hub_download
 
 
