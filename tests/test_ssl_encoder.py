@@ -183,7 +183,9 @@ def test_layer_weights_train_with_the_head(tiny_models, tiny_corpus, tmp_path):
              "ssl_freeze": True, "wav2vec2_source": str(tiny_models["wavlm"])}  # the older name
     with open(path, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, resolve_overrides(path, yaml.safe_dump(given), "tiny"))
-    assert hparams["ssl_dim"] == 32  # read from the model the older name gives
+    # The older name on the command line wins over a profile's ssl_source (the tiny profile's stand-in).
+    assert hparams["modules"]["audio_encoder"].name == str(tiny_models["wavlm"].resolve())
+    assert hparams["ssl_dim"] == 32  # read from that model
     brain = hparams["brain_class"](modules=hparams["modules"], opt_class=hparams["opt_class"],
                                    hparams=hparams, run_opts={"device": "cpu"})
     brain.on_fit_start()
