@@ -29,7 +29,6 @@ import logging
 import os
 from pathlib import Path
 
-import speechbrain as sb
 import torch
 from speechbrain.lobes.features import Fbank
 from speechbrain.processing.features import InputNormalization
@@ -215,12 +214,6 @@ class SSLHiddenStates(torch.nn.Module):
             self._cache = SSLFeatureCache(self.cache_dir, {**self._setting, "name": self.name},
                                           self.n_layers if self.layers == "weighted" else None)
         return self._cache
-
-    def __getstate__(self):
-        # DataLoader workers get the cache's open shards re-opened, not copied.
-        state = self.__dict__.copy()
-        state["_cache"] = None
-        return state
 
 
 class LayerMixNormalization(InputNormalization):
