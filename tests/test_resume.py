@@ -4,38 +4,36 @@ between epochs (resuming from an end-of-epoch checkpoint) or resumes from a chec
 middle of an epoch (SpeechBrain's ``--ckpt_interval_steps``, or ``--ckpt_interval_minutes`` for
 real runs: the same save, another trigger). The system has dropout in its head and draws its
 dynamic batches anew every epoch, so the random generators and the samplers both matter.
+
+Every run calls the recipe's ``main`` with the same arguments (the ``train`` fixture): the killed
+one in a child process forked from the test's (its imports done), the uninterrupted and the
+resumed ones in the test's process. The resumed run knows nothing but what the killed one left on
+disk; the killed process's memory goes with it.
 """
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import yaml
 
-from conftest import ROOT
-
-EPOCHS = 3
+# Two epochs: the resumed run trains one epoch after the first (between epochs), or finishes the
+# second one (mid-epoch), from generators and samplers that the first epoch has moved on.
+EPOCHS = 2
 # Fixed-size batches are shuffled by SpeechBrain's ReproducibleRandomSampler, dynamic ones come
 # from topic_id.training.dataio's DynamicBatchSampler: both must resume.
 BATCHING = {"dynamic": ["--dynamic_batching=True", "--max_batch_length=12", "--num_buckets=3"],
             "fixed": ["--batch_size=4"]}
 
 
-def _command(corpus, out, batching, *extra):
-    return [sys.executable, str(ROOT / "recipes" / "train.py"), str(ROOT / "hparams" / "audio_tdnn.yaml"),
-            f"--data_folder={corpus}", f"--output_folder={out}", "--profile=tiny", "--device=cpu",
-            f"--number_of_epochs={EPOCHS}", "--head_dropout=0.5", *BATCHING[batching], *extra]
+HPARAMS = "hparams/audio_tdnn.yaml"
+# One thread, the same in every run wherever pytest is started (and no thread pool to fork).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1")
-
-
-def _run(command):
-    done = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
+def _options(batching, *extra):
+    return [f"--number_of_epochs={EPOCHS}", "--head_dropout=0.5", *BATCHING[batching], *extra]
 
 
 def _checkpoints(save):
@@ -49,20 +47,36 @@ def _checkpoints(save):
     return {path: meta for path, meta in found.items() if isinstance(meta, dict)}
 
 
-def _kill_when(command, save, ready, timeout=120):
-    """Start ``command``, SIGKILL it once ``ready(checkpoints under save)`` holds.
+def _kill_when(run, save, ready, timeout=120):
+    """Start ``run()`` in a child process, SIGKILL it once ``ready(checkpoints under save)`` holds.
 
-    Returns the newest checkpoint left, the one the rerun resumes: ``(path, meta)``.
+    The child is a fork of this process, which has imported what training needs: the run starts
+    at once. Returns the newest checkpoint left, the one the rerun resumes: ``(path, meta)``.
     """
-    proc = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        ckpts = _checkpoints(save)
-        if ready(ckpts):
+    pid = os.fork()
+    if pid == 0:  # the child: train with its output silenced, never return into pytest
+        status = 1
+        try:
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            run()
+            status = 0
+        finally:
+            os._exit(status)
+    deadline, ended = time.time() + timeout, None
+    while ended is None and time.time() < deadline:
+        pid_ended, status = os.waitpid(pid, os.WNOHANG)
+        if pid_ended:
+            ended = status
+        elif ready(_checkpoints(save)):
             break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+        else:
+            time.sleep(0.005)
+    if ended is None:
+        os.kill(pid, signal.SIGKILL)
+        ended = os.waitpid(pid, 0)[1]
+    assert os.WIFSIGNALED(ended) and os.WTERMSIG(ended) == signal.SIGKILL, "the run ended before it could be killed"
     ckpts = _checkpoints(save)
     newest = max(ckpts, key=lambda path: ckpts[path]["unixtime"])
     return newest, ckpts[newest]
@@ -77,14 +91,14 @@ def _outputs(out):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_corpus, tmp_path_factory):
+def uninterrupted(tiny_corpus, tmp_path_factory, train, one_thread):
     """``{batching: outputs}`` of the runs nobody killed, made on first use."""
     done = {}
 
     def get(batching):
         if batching not in done:
             out = tmp_path_factory.mktemp(f"uninterrupted_{batching}")
-            _run(_command(tiny_corpus, out, batching))
+            train(HPARAMS, tiny_corpus, out, *_options(batching))
             done[batching] = _outputs(out)
         return done[batching]
 
@@ -103,12 +117,14 @@ def _intra_epoch_after_an_epoch(ckpts):
 
 @pytest.mark.training
 @pytest.mark.parametrize("batching", ["dynamic", "fixed"])
-def test_killed_between_epochs_resumes_exactly(tiny_corpus, tmp_path, uninterrupted, batching):
+def test_killed_between_epochs_resumes_exactly(tiny_corpus, tmp_path, train, uninterrupted, batching):
     out = tmp_path / "run"
-    command = _command(tiny_corpus, out, batching)
+    def command():
+        return train(HPARAMS, tiny_corpus, out, *_options(batching))
+
     resumed_from, meta = _kill_when(command, out / "save", _end_of_epoch)
     assert meta["end-of-epoch"] is True and not (out / "metrics.json").exists()
-    _run(command)
+    command()
     assert f"Loading a checkpoint from {resumed_from}" in (out / "log.txt").read_text()
     assert _outputs(out) == uninterrupted(batching)
 
@@ -116,14 +132,17 @@ def test_killed_between_epochs_resumes_exactly(tiny_corpus, tmp_path, uninterrup
 # The loader's position is saved from the main process's iterator, with or without worker processes.
 @pytest.mark.training
 @pytest.mark.parametrize("workers", [0, 2])
-def test_killed_mid_epoch_resumes_exactly_from_an_intra_epoch_checkpoint(tiny_corpus, tmp_path, uninterrupted,
-                                                                          workers):
+def test_killed_mid_epoch_resumes_exactly_from_an_intra_epoch_checkpoint(tiny_corpus, tmp_path, train,
+                                                                          uninterrupted, workers):
     out = tmp_path / "run"
     # SpeechBrain's command line takes whole minutes only; steps trigger the same save in seconds.
-    command = _command(tiny_corpus, out, "dynamic", "--ckpt_interval_steps=3", f"--num_workers={workers}")
+    def command():
+        return train(HPARAMS, tiny_corpus, out, *_options("dynamic", "--ckpt_interval_steps=3",
+                                                          f"--num_workers={workers}"))
+
     resumed_from, meta = _kill_when(command, out / "save", _intra_epoch_after_an_epoch)
     assert meta["end-of-epoch"] is False
-    _run(command)
+    command()
     assert f"Loading a checkpoint from {resumed_from}" in (out / "log.txt").read_text()
     files, kept = _outputs(out)
     # Intra-epoch checkpoints carry no metric and are deleted by the next end-of-epoch save, so
