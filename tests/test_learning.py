@@ -32,6 +32,9 @@ FAMILIES = [
     ("text", "hparams/text.yaml",
      ["--train_subset=all", "--train_text=words", "--eval_text=words", "--number_of_epochs=30",
       "--lr=0.02"]),
+    ("text_finetune", "hparams/text_finetune.yaml",
+     ["--train_subset=all", "--train_text=words", "--eval_text=words", "--number_of_epochs=8",
+      "--lr=0.02", "--encoder_lr=0.002", "--warmup_ratio=0"]),
     ("bag_of_words", "hparams/bow.yaml",
      ["--train_subset=all", "--train_text=words", "--eval_text=words"]),
     ("audio_tdnn", "hparams/audio_tdnn.yaml", ["--number_of_epochs=25", "--lr=0.005"]),
@@ -91,12 +94,12 @@ def _accuracy(run_dir):
     return json.loads((run_dir / "metrics.json").read_text())["dev"]["accuracy"]
 
 
-# The default run checks the fit of the four families that train in seconds and the deranged run of
-# the bag of words; the other fit checks (19-30 s each: emb transfer stage A, audio+text, multi-task
+# The default run checks the fit of the five families that train in seconds and the deranged runs of
+# the bag of words and the fine-tuned text encoder; the other fit checks (19-30 s each: emb transfer stage A, audio+text, multi-task
 # stage 1, wav2vec2, audio CRDNN) and deranged runs (about 20 s each) take about 6 minutes together,
 # and run with -m slow.
-FIT_BY_DEFAULT = ("text", "bag_of_words", "audio_tdnn", "audio_text_bl")
-DERANGED_BY_DEFAULT = ("bag_of_words",)
+FIT_BY_DEFAULT = ("text", "text_finetune", "bag_of_words", "audio_tdnn", "audio_text_bl")
+DERANGED_BY_DEFAULT = ("text_finetune", "bag_of_words")
 
 
 def _params(default):
