@@ -134,3 +134,22 @@ def test_audio_is_classified_through_the_asr_it_is_exported_with(registry_runs, 
     from_audio, _, _ = model.classify_batch(wavs, lens)
     from_text, _, _ = model.classify_batch(texts=model.transcribe_batch(wavs, lens))
     torch.testing.assert_close(from_audio, from_text)
+
+
+@pytest.mark.training
+@pytest.mark.usefixtures("one_thread")
+def test_killed_between_epochs_resumes_encoder_and_schedule_exactly(tiny_corpus, tmp_path, train):
+    from test_resume import _end_of_epoch, _kill_when, _outputs
+
+    options = ["--number_of_epochs=2", "--head_dropout=0.5"]
+    train("hparams/text_finetune.yaml", tiny_corpus, tmp_path / "whole", *options)
+    out = tmp_path / "run"
+
+    def command():
+        return train("hparams/text_finetune.yaml", tiny_corpus, out, *options)
+
+    resumed_from, meta = _kill_when(command, out / "save", _end_of_epoch)
+    assert meta["end-of-epoch"] is True and not (out / "metrics.json").exists()
+    command()
+    assert f"Loading a checkpoint from {resumed_from}" in (out / "log.txt").read_text()
+    assert _outputs(out) == _outputs(tmp_path / "whole")
