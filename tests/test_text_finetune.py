@@ -15,6 +15,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 
 from data_prep.prepared import read_manifest
 from topic_id import cli
+from topic_id.errors import ConfigError
 from topic_id.models.text_encoder import TextEncoder
 from topic_id.models.text_finetune import FinetunedTextEncoder
 from topic_id.serving.export import export_run
@@ -53,7 +54,7 @@ def test_truncation_keeps_the_chosen_side(tiny_corpus):
     assert len(full) > 5 and len(right) == len(left) == 5
     assert right.tolist() == full[:4].tolist() + full[-1:].tolist()  # [CLS] w1 w2 w3 [SEP]
     assert left.tolist() == full[:1].tolist() + full[-4:].tolist()  # [CLS] ... w(n-2) w(n-1) w(n) [SEP]
-    with pytest.raises(ValueError, match="text_pooling"):
+    with pytest.raises(ConfigError, match="^--text_pooling=max is not one of mean, cls$"):
         FinetunedTextEncoder(source, pooling="max", pretrained=False)
 
 

@@ -115,5 +115,9 @@ def check_config(hparams):
     check_choice(hparams, "sorting", SORTINGS)
     check_choice(hparams, "train_hours_sampling", SAMPLINGS)
     check_choice(hparams, "anneal_lr", (True, False))
+    if "text_model" in hparams.get("modules", {}):
+        from topic_id.models.text_finetune import LR_SCHEDULES
+
+        check_choice(hparams, "lr_schedule", LR_SCHEDULES)
     check_data(hparams)
     check_encoder_dims(hparams)

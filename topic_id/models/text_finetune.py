@@ -18,10 +18,13 @@ folder's config on :meth:`FinetunedTextEncoder.materialize` and the weights come
 import torch
 from torch.nn.modules.module import _IncompatibleKeys
 
+from topic_id.errors import ConfigError
 from topic_id.models.text_encoder import TextEncoder
 
 POOLINGS = ("mean", "cls")
 TRUNCATION_SIDES = ("right", "left")
+LR_SCHEDULES = ("linear", "constant_with_warmup", "constant", "cosine", "polynomial", "inverse_sqrt")
+"""``transformers.get_scheduler`` names that step per batch from a warm-up and a step count alone."""
 
 
 class FinetunedTextEncoder(torch.nn.Module):
@@ -65,10 +68,9 @@ class FinetunedTextEncoder(torch.nn.Module):
                  pretrained=True):
         super().__init__()
         if pooling not in POOLINGS:
-            raise ValueError(f"text_pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+            raise ConfigError(f"--text_pooling={pooling} is not one of {', '.join(POOLINGS)}")
         if truncation_side not in TRUNCATION_SIDES:
-            raise ValueError(f"truncation_side must be one of {', '.join(TRUNCATION_SIDES)}, "
-                             f"not {truncation_side!r}")
+            raise ConfigError(f"--truncation_side={truncation_side} is not one of {', '.join(TRUNCATION_SIDES)}")
         # The frozen encoder's resolver, config and tokenizer loading; it never runs a model here.
         self.resolver = TextEncoder(source, revision, n_layers, exclude_special, max_length,
                                     strip_accents=strip_accents, hub_download=hub_download)
