@@ -10,6 +10,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -53,22 +54,26 @@ def test_the_wheel_is_what_runs(site, tmp_path):
 def test_data_prep_report_export_predict_from_elsewhere(site, tiny_corpus, train, tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    prep = _run(site, cwd, "-m", "data_prep", "demo", "corpus", "--size", "tiny")
+    # Independent commands run side by side (each is mostly one process's imports, on one core).
+    with ThreadPoolExecutor(2) as pool:
+        prep = pool.submit(_run, site, cwd, "-m", "data_prep", "demo", "corpus", "--size", "tiny")
+
+        # A run of the checkout's recipe, in a results tree with the registry copy run_table.sh writes.
+        results = tmp_path / "results"
+        run = train("hparams/audio_tdnn.yaml", tiny_corpus, results / "audio_bl" / "1", "--number_of_epochs=1")
+        shutil.copy(ROOT / "recipes" / "systems.csv", results / "systems.csv")
+        report = pool.submit(_run, site, cwd, "-m", "topic_id.cli", "report", str(results), "--out", "report")
+
+        export = _run(site, cwd, "-m", "topic_id.cli", "export", str(run), "model")
+        assert export.returncode == 0, export.stderr
+        wav = next((tiny_corpus / "audio").glob("*.wav"))
+        predict = _run(site, cwd, "-m", "topic_id.cli", "predict", "--model", "model", str(wav), "--json")
+        assert predict.returncode == 0, predict.stderr
+        topics = (tiny_corpus / "topics.txt").read_text().split()
+        assert json.loads(predict.stdout)[0]["topic"] in topics
+
+        prep, report = prep.result(), report.result()
     assert prep.returncode == 0, prep.stderr
     assert (cwd / "corpus" / "train.csv").is_file()
-
-    # A run of the checkout's recipe, in a results tree with the registry copy run_table.sh writes.
-    results = tmp_path / "results"
-    run = train("hparams/audio_tdnn.yaml", tiny_corpus, results / "audio_bl" / "1", "--number_of_epochs=1")
-    shutil.copy(ROOT / "recipes" / "systems.csv", results / "systems.csv")
-    report = _run(site, cwd, "-m", "topic_id.cli", "report", str(results), "--out", "report")
     assert report.returncode == 0, report.stderr
     assert report.stdout.startswith("| System |") and (cwd / "report" / "report.md").is_file()
-
-    export = _run(site, cwd, "-m", "topic_id.cli", "export", str(run), "model")
-    assert export.returncode == 0, export.stderr
-    wav = next((tiny_corpus / "audio").glob("*.wav"))
-    predict = _run(site, cwd, "-m", "topic_id.cli", "predict", "--model", "model", str(wav), "--json")
-    assert predict.returncode == 0, predict.stderr
-    topics = (tiny_corpus / "topics.txt").read_text().split()
-    assert json.loads(predict.stdout)[0]["topic"] in topics
