@@ -50,8 +50,9 @@ def _metrics(run):
 
 
 def test_frozen_features_are_computed_once_per_recording(tiny_corpus, train, tmp_path, encoder_calls):
-    """Two epochs of audio-only, then emb transfer (both stages), audio+text and multi-task stage 1
-    on the same cache: the encoder ran once per recording of the corpus, for the first system only."""
+    """Two epochs of audio-only, then emb transfer (both stages), audio+text, the ASR and multi-task
+    stage 1 from it on the same cache: the encoder ran once per recording of the corpus, for the
+    first system only."""
     cache = f"--ssl_cache={tmp_path / 'ssl'}"
     run = train("hparams/audio_crdnn.yaml", tiny_corpus, tmp_path / "audio_only", *SSL, cache,
                 "--number_of_epochs=2")
@@ -64,8 +65,11 @@ def test_frozen_features_are_computed_once_per_recording(tiny_corpus, train, tmp
     train("hparams/audio_crdnn.yaml", tiny_corpus, tmp_path / "emb_b", *SSL, *one, f"--init_from={stage_a}")
     train("hparams/hybrid_crdnn.yaml", tiny_corpus, tmp_path / "audio_text", *SSL, *one,
           "--train_subset=transcribed", "--train_text=words", "--eval_text=words")
-    train("hparams/multitask.yaml", tiny_corpus, tmp_path / "multitask_s1", *SSL, *one)
+    # The ASR reads the same features, so multi-task stage 1 can start from it (as in the table).
+    asr = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", *SSL, *one)
+    train("hparams/multitask.yaml", tiny_corpus, tmp_path / "multitask_s1", *SSL, *one, f"--init_from={asr}")
     assert sum(encoder_calls) == _rows(tiny_corpus), "a later system or epoch ran the frozen encoder again"
+    assert _metrics(asr)["test"]["wer"] >= 0
     for name in ("emb_b", "audio_text", "multitask_s1"):
         assert 0 <= _metrics(tmp_path / name)["test"]["accuracy"] <= 1
     # Stage B starts from stage A's layer weights, carried by the module both name normalize.
