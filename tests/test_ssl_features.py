@@ -111,6 +111,15 @@ def test_a_padded_batch_of_cached_features_holds_each_recording_alone(tiny_corpu
     assert lens[0] < 1 == lens[1]
 
 
+def test_building_the_front_end_leaves_the_global_generator_alone(tiny_corpus):
+    # The modules built after the front end then get the initial weights of the filter-bank run.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ssl_features.SSLHiddenStates(str(tiny_corpus / "standin_wav2vec2"), None)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
 def test_layer_weights_and_statistics_survive_a_checkpoint(tmp_path):
     norm = ssl_features.LayerMixNormalization(n_layers=3)
     with torch.no_grad():

@@ -185,9 +185,13 @@ class SSLHiddenStates(torch.nn.Module):
 
         self.layers = parse_layers(layers)
         self.freeze = bool(freeze)
-        self.encoder = build_encoder(source, save_path, revision, hub_download,
-                                     layers="last" if self.layers == "weighted" else self.layers,
-                                     freeze=self.freeze)
+        # Loading a model draws random initial weights before its saved ones replace them; under a
+        # forked generator that leaves the system's own modules (built after the front end) with the
+        # initial weights they get with filter banks, so fbank and SSL runs of one seed compare paired.
+        with torch.random.fork_rng(devices=[]):
+            self.encoder = build_encoder(source, save_path, revision, hub_download,
+                                         layers="last" if self.layers == "weighted" else self.layers,
+                                         freeze=self.freeze)
         self.name = self.encoder.name
         self.n_layers = self.encoder.n_hidden
         self.output_size = self.encoder.output_size
