@@ -84,6 +84,19 @@ def test_each_model_is_listed_once_with_every_row_that_needs_it(rows, tmp_path):
     assert needed[1].rows == ["wav2vec2"] and needed[1].widths == {"wav2vec2": 1024} and not skipped
 
 
+def test_ssl_features_need_their_encoder_and_filter_banks_need_none(rows, tmp_path, empty_hub):
+    audio = [rows["audio_bl"], rows["audio_only"], rows["asr"]]
+    assert preflight.needed_models(audio, tmp_path / "data", profile="paper", root=ROOT) == ([], [])
+    needed, _ = preflight.needed_models(audio, tmp_path / "data", profile="paper", root=ROOT,
+                                        extra=["--features=ssl", "--ssl_source=microsoft/wavlm-base-plus"])
+    assert [(n.source, n.class_name, n.rows, n.widths) for n in needed] == [
+        ("microsoft/wavlm-base-plus", "topic_id.models.ssl_encoder.SSLEncoder", ["audio_bl", "audio_only", "asr"], {})]
+    with pytest.raises(ConfigError, match="^audio_only needs the audio encoder 'microsoft/wavlm-base-plus'.*"
+                                          "topic-id download microsoft/wavlm-base-plus"):
+        preflight.check_models([rows["audio_only"]], tmp_path / "data", profile="paper", root=ROOT,
+                               extra=["--features=ssl", "--ssl_source=microsoft/wavlm-base-plus"])
+
+
 def test_models_that_an_earlier_step_builds_are_skipped(rows, tmp_path):
     data = tmp_path / "data"  # not prepared yet: the table's first steps make it
     chosen = [rows["text_man"], rows["wav2vec2"]]

@@ -43,6 +43,8 @@ MODEL_CLASSES = {
     "topic_id.models.ssl_encoder.Wav2Vec2": (SSL_ENCODER, "wav2vec2_dim"),
 }
 """The classes of the system YAMLs that load a pretrained model: its kind, and the key of its width."""
+SSL_FEATURES = "topic_id.models.ssl_features.front_end"
+"""The audio front end of the filter-bank systems; with ``kind: ssl`` it loads a speech encoder."""
 SAME_LOADING = {"topic_id.models.text_finetune.FinetunedTextEncoder": "topic_id.models.text_encoder.TextEncoder"}
 """Classes that load their model as another class of :data:`MODEL_CLASSES` does (the fine-tuned
 text row's encoder: the frozen encoder's config and tokenizer), so a model is listed once."""
@@ -91,6 +93,15 @@ def _is_under(source, paths):
     return any(path == p or p in path.parents for p in paths)
 
 
+def _need(models, args, class_name, row):
+    key = (str(args["source"]), args.get("revision"), bool(args.get("hub_download", False)),
+           class_name, args.get("hf_cache_dir"))
+    need = models.setdefault(key, NeededModel(*key))
+    if row["name"] not in need.rows:
+        need.rows.append(row["name"])
+    return need
+
+
 def needed_models(rows, data, profile=None, extra=(), root=".", built=()):
     """Every distinct pretrained model the rows need, except those under ``built``.
 
@@ -117,13 +128,13 @@ def needed_models(rows, data, profile=None, extra=(), root=".", built=()):
             loads_as = SAME_LOADING.get(class_name, class_name)
             width_key = MODEL_CLASSES[loads_as][1]
             for args in instances(tree, class_name):
-                key = (str(args["source"]), args.get("revision"), bool(args.get("hub_download", False)),
-                       loads_as, args.get("hf_cache_dir"))
-                need = models.setdefault(key, NeededModel(*key))
-                if row["name"] not in need.rows:
-                    need.rows.append(row["name"])
+                need = _need(models, args, loads_as, row)
                 if width_key in tree:
                     need.widths[row["name"]] = tree[width_key]
+        # features: ssl loads its encoder as the Wav2vec2 row does; its width is read, never given.
+        for front_end in instances(tree, SSL_FEATURES, tag="apply"):
+            if front_end.get("kind") == "ssl":
+                _need(models, front_end["ssl"], "topic_id.models.ssl_encoder.SSLEncoder", row)
     needed, skipped = [], []
     for need in models.values():
         (skipped if _is_under(need.source, built) else needed).append(need)

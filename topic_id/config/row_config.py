@@ -68,8 +68,10 @@ def _tag(node):
     return getattr(getattr(node, "tag", None), "value", None) or ""
 
 
-def instances(tree, class_name):
-    """The argument mappings of every ``!new:<class_name>`` in a resolved YAML tree (each object once).
+def instances(tree, class_name, tag="new"):
+    """The argument mappings of every ``!<tag>:<class_name>`` in a resolved YAML tree (each object once).
+
+    ``tag`` is ``new`` for the objects a YAML builds, ``apply`` for the calls it makes.
 
     Example
     -------
@@ -84,7 +86,7 @@ def instances(tree, class_name):
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if _tag(node) == f"!new:{class_name}" and isinstance(node, dict):
+        if _tag(node) == f"!{tag}:{class_name}" and isinstance(node, dict):
             found.append(node)
         if isinstance(node, dict):
             todo.extend(reversed(list(node.values())))
