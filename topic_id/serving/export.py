@@ -15,6 +15,9 @@ from wherever it is moved. It holds::
     text_encoder/           a stand-in BERT, copied; FinBERT is referenced (hub id or local path);
                             a fine-tuned encoder's weights are its text_model.ckpt (the
                             folder or hub id then gives only its config and tokenizer)
+    ssl_encoder/            a stand-in speech encoder (the Wav2vec2 row's, or the front end of
+                            features: ssl), copied (topic_id.serving.bundled); a real one is
+                            referenced; frozen features are computed from the waveform (no cache)
     <asr>.yaml asr_*.ckpt   the ASR that turns audio into text for systems with a text branch, and
     asr/tokenizer/          its SentencePiece model (hyperparams.yaml also records its segment limit
                             of long-form decoding, asr_max_segment_seconds: a little over the
@@ -48,6 +51,7 @@ import yaml
 
 from corpus_tools.files import atomic_write, replace_dir, temporary_sibling
 from topic_id.models.chunked_encoding import CHUNK_SECONDS
+from topic_id.serving.bundled import YamlTag, bundle_ssl_encoder
 from topic_id.training.run_folder import TOPICS, Run, is_run_folder
 
 logger = logging.getLogger(__name__)
@@ -181,7 +185,8 @@ def _yaml_line(key, value):
 
 
 def _include_block(key, yaml_name, overrides):
-    return [f"{key}: !include:{yaml_name}"] + [f"    {_yaml_line(k, v)}" for k, v in overrides.items()]
+    return [f"{key}: !include:{yaml_name}"] + [
+        f"    {k}: {v}" if isinstance(v, YamlTag) else f"    {_yaml_line(k, v)}" for k, v in overrides.items()]
 
 
 def _copy_yaml_tree(yaml_file, out, copied):
@@ -211,9 +216,9 @@ def _system_overrides(run, folder):
     """The run's overrides with paths rewritten for the export (``folder`` relative to it)."""
     out = dict(run.overrides)
     out.update({"data_folder": ".", "output_folder": folder})
-    for key in ("init_from", "text_cache"):
+    for key in ("init_from", "text_cache", "ssl_cache"):
         if key in run.doc:
-            out[key] = None  # training-time inputs: stage transfer and the embedding cache
+            out[key] = None  # training-time inputs: stage transfer and the embedding/feature caches
     for key in _TRAINING_ONLY:
         out[key] = None
     return out
@@ -298,6 +303,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
             # and the tokenizer, and its pretrained weights are never loaded.
             overrides["text_encoder_pretrained"] = False
             text_info["weights"] = f"{FINETUNED_TEXT}.ckpt"
+    ssl_info = bundle_ssl_encoder(run, out, overrides, standin_marker)
 
     asr_run, asr_ckpt, hf_record = find_asr(run, asr) if uses_text else (None, None, None)
     lines = [
@@ -391,6 +397,7 @@ def _write_export(run, out, asr, decode_modules, standin_marker, segment_limit):
         "selected_by": run.get("ckpt_select"),
         "inputs": inputs,
         "text_encoder": text_info,
+        "ssl_encoder": ssl_info,
         "asr": asr_info,
         "chunk_seconds": CHUNK_SECONDS,
         "files": files + [EXPORT_SPEC],
@@ -451,7 +458,14 @@ CUSTOM_INTERFACE = '''"""The interface of this exported topic-id model, for Spee
 The class lives in the topic_id package, which also defines the modules hyperparams.yaml builds.
 """
 
+from pathlib import Path
+
+from topic_id.serving.bundled import loading_from
 from topic_id.serving.inference import TopicIdentifier
+
+# foreign_class imports this file just before it loads hyperparams.yaml: the models this folder
+# carries (topic_id.serving.bundled) are read from here.
+loading_from(Path(__file__).resolve().parent)
 
 __all__ = ["TopicIdentifier"]
 '''

@@ -34,6 +34,7 @@ from speechbrain.utils.data_utils import batch_pad_right
 from data_prep.prepared import read_topics
 from topic_id.models.chunked_encoding import CHUNK_SECONDS, LongInput
 from topic_id.serving.export import FINETUNED_TEXT, ExportError, check_export, export_run, is_run_dir
+from topic_id.serving.bundled import loading
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,9 @@ class TopicIdentifier(Pretrained):
         text = str(source)
         if Path(text).is_dir() or text.startswith(("/", ".", "~")) or text.count("/") != 1:
             check_export(source)  # a local folder (anything but an org/name hub id)
-        return super().from_hparams(source, hparams_file=hparams_file, **kwargs)
+        # The models the folder carries are built from it while hyperparams.yaml loads.
+        with loading(source):
+            return super().from_hparams(source, hparams_file=hparams_file, **kwargs)
 
     @property
     def needs(self):
