@@ -210,10 +210,13 @@ def test_transcribe_command_line(asr_run, corpus_copy):
 
 @pytest.mark.training
 def test_dev_decoding_every_nth_epoch_and_at_the_last(train, tiny_corpus, tmp_path):
-    """valid_search_interval: epochs without dev decoding log no WER and are not selected by WER."""
-    run = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", "--number_of_epochs=3",
-                "--valid_search_interval=2")
+    """valid_search_interval: epochs without dev decoding log no WER and are not selected by WER;
+    valid_interval: epochs without a dev pass log the training loss only, and still checkpoint."""
+    run = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", "--number_of_epochs=4",
+                "--valid_search_interval=2", "--valid_interval=3")
     logged = [line for line in (run / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
-    assert ["valid wer" in line for line in logged] == [False, True, True]
+    assert ["valid wer" in line for line in logged] == [False, True, False, True]
+    assert ["valid loss" in line for line in logged] == [False, True, True, True]
+    assert all("train loss" in line for line in logged)
     best = Checkpointer(run / "save").find_checkpoint(min_key="wer")
     assert best.meta["wer"] >= 0 and "wer" in json.loads((run / "metrics.json").read_text())["test"]

@@ -155,6 +155,15 @@ class BaseBrain(sb.Brain):
         sb.nnet.schedulers.update_learning_rate(self.optimizer, new_lr)
         return old_lr
 
+    def save_epoch_checkpoint(self, meta):
+        """Checkpoint the epoch with ``meta``, keeping only the newest and the best by ``ckpt_select``."""
+        select = selection(self.hparams.ckpt_select)
+        self.checkpointer.save_and_keep_only(
+            meta=meta,
+            max_keys=[select["max_key"]] if "max_key" in select else [],
+            min_keys=[select["min_key"]] if "min_key" in select else [],
+        )
+
     def on_stage_end(self, stage, stage_loss, epoch=None):
         """Log, anneal the LR on the dev loss (a schedule that acts: docs/published_recipes.md), checkpoint."""
         if stage == sb.Stage.TRAIN:
@@ -167,12 +176,7 @@ class BaseBrain(sb.Brain):
             self.hparams.train_logger.log_stats(
                 {"epoch": epoch, "lr": old_lr}, train_stats=self.train_stats, valid_stats=scalars
             )
-            select = selection(self.hparams.ckpt_select)
-            self.checkpointer.save_and_keep_only(
-                meta=scalars,
-                max_keys=[select["max_key"]] if "max_key" in select else [],
-                min_keys=[select["min_key"]] if "min_key" in select else [],
-            )
+            self.save_epoch_checkpoint(scalars)
         else:
             self.hparams.train_logger.log_stats(
                 {"Epoch loaded": self.hparams.epoch_counter.current}, test_stats=scalars
