@@ -211,7 +211,7 @@ def test_transcribe_command_line(asr_run, corpus_copy):
 @pytest.mark.training
 def test_dev_decoding_every_nth_epoch_and_at_the_last(train, tiny_corpus, tmp_path):
     """valid_search_interval: epochs without dev decoding log no WER and are not selected by WER;
-    valid_interval: epochs without a dev pass log the training loss only, and still checkpoint."""
+    valid_interval: epochs without a dev pass log the training loss only."""
     run = train("hparams/asr.yaml", tiny_corpus, tmp_path / "asr", "--number_of_epochs=4",
                 "--valid_search_interval=2", "--valid_interval=3")
     logged = [line for line in (run / "train_log.txt").read_text().splitlines() if line.startswith("epoch:")]
