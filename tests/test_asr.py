@@ -62,6 +62,19 @@ def test_full_size_parameter_count(tmp_path):
     assert not (tmp_path / "out" / "tokenizer").exists()
 
 
+
+@pytest.mark.parametrize("system", ["asr", "multitask"])
+def test_beam_search_keys_reach_the_searcher(tmp_path, system):
+    """Top-level decoding keys set the test searcher's, the paper's values by default."""
+    overrides = {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "out")}
+    with open(ROOT / "hparams" / f"{system}.yaml", encoding="utf-8") as f:
+        paper = load_hyperpyyaml(f, overrides)["beam_search"]
+    with open(ROOT / "hparams" / f"{system}.yaml", encoding="utf-8") as f:
+        tuned = load_hyperpyyaml(f, {**overrides, "eos_threshold": 2.5, "temperature": 1.5,
+                                     "coverage_penalty": 2.0})["beam_search"]
+    assert (paper.eos_threshold, paper.temperature, paper.scorer.weights["coverage"]) == (1.3, 1.25, 4.0)
+    assert (tuned.eos_threshold, tuned.temperature, tuned.scorer.weights["coverage"]) == (2.5, 1.5, 2.0)
+
 def _rows(path):
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
